@@ -1,0 +1,177 @@
+import type { Pool } from 'pg';
+import { chunkDocument, embeddingText } from '../../services/documents/chunking';
+import { DocumentParseError, parseDocument } from '../../services/documents/parsing';
+import type { ContentStore } from '../../infra/postgres/contentStore';
+import { withTenant } from '../../infra/postgres/schema';
+import type { Embedder } from '../../services/core/ports';
+import type { KnowledgeIndex } from '../../services/search/knowledgeIndex';
+
+/**
+ * Indexing workers: parse, chunk and embed queued document versions off the request path and
+ * off the ordered projection, fairly across tenants (a tenant with a job running yields to
+ * tenants with none), then make the version searchable in one step (KnowledgeIndex.activate).
+ * Jobs live in platform.index_jobs, claimed with SKIP LOCKED, so several processes can share them.
+ */
+export interface IndexerOptions {
+  concurrency: number;
+  embedBatch: number;
+  maxTokens: number;
+  overlapTokens: number;
+  /** A job whose worker died is retried after this lease. */
+  leaseMs: number;
+  maxAttempts: number;
+  log?: (level: 'info' | 'warn' | 'error', msg: string, extra?: Record<string, unknown>) => void;
+}
+
+interface Job {
+  tenant_id: string;
+  document_id: string;
+  version: number;
+  sha256: string;
+  filename: string;
+  content_type: string;
+  attempts: number;
+}
+
+export interface Indexer {
+  wake(): void;
+  /** Number of queued or running jobs (for readiness and benchmarks). */
+  backlog(): Promise<number>;
+  stop(): Promise<void>;
+}
+
+export function startIndexer(deps: { pool: Pool; content: ContentStore; index: KnowledgeIndex; embedder: Embedder }, opts: IndexerOptions): Indexer {
+  const { pool, content, index, embedder } = deps;
+  const log = opts.log ?? (() => undefined);
+  let stopped = false;
+  const running = new Set<Job>();
+  const sleepers = new Set<() => void>();
+
+  const sleep = (ms: number) =>
+    new Promise<void>((resolve) => {
+      const done = () => {
+        clearTimeout(t);
+        sleepers.delete(done);
+        resolve();
+      };
+      const t = setTimeout(done, ms);
+      sleepers.add(done);
+    });
+
+  async function claim(): Promise<Job | null> {
+    const r = await pool.query<Job>(
+      `UPDATE platform.index_jobs j SET state = 'running', attempts = j.attempts + 1, locked_until = now() + ($1 || ' milliseconds')::interval
+       WHERE (j.tenant_id, j.document_id) = (
+         SELECT q.tenant_id, q.document_id FROM platform.index_jobs q
+         WHERE q.state = 'queued' OR q.locked_until < now()
+         ORDER BY (SELECT count(*) FROM platform.index_jobs r WHERE r.tenant_id = q.tenant_id AND r.state = 'running' AND r.locked_until >= now()),
+                  q.enqueued_at
+         LIMIT 1 FOR UPDATE SKIP LOCKED)
+       RETURNING j.tenant_id, j.document_id, j.version, j.sha256, j.filename, j.content_type, j.attempts`,
+      [String(opts.leaseMs)],
+    );
+    return r.rows[0] ?? null;
+  }
+
+  async function finish(job: Job): Promise<void> {
+    // A newer version may have been queued meanwhile: it keeps its row.
+    await pool.query('DELETE FROM platform.index_jobs WHERE tenant_id = $1 AND document_id = $2 AND version = $3', [job.tenant_id, job.document_id, job.version]);
+  }
+
+  async function fail(job: Job, reason: string): Promise<void> {
+    await withTenant(pool, job.tenant_id, (c) =>
+      c.query(`UPDATE document_index SET status = 'failed', error = $3, updated_at = now() WHERE document_id = $1 AND version = $2`, [job.document_id, job.version, reason]),
+    );
+    await finish(job);
+  }
+
+  async function run(job: Job): Promise<void> {
+    const bytes = await content.get(job.tenant_id, job.sha256);
+    if (!bytes) return fail(job, 'the document content is no longer available');
+    let parsed;
+    try {
+      parsed = await parseDocument({ filename: job.filename, bytes, declaredType: job.content_type });
+    } catch (err) {
+      if (err instanceof DocumentParseError) return fail(job, err.reason);
+      throw err;
+    }
+    const chunks = chunkDocument(parsed, { maxTokens: opts.maxTokens, overlapTokens: opts.overlapTokens, countTokens: (s) => embedder.countTokens(s) });
+    if (chunks.length === 0) return fail(job, 'the document contains no text');
+    await withTenant(pool, job.tenant_id, (c) =>
+      c.query(`UPDATE document_index SET chunks_total = $3, chunks_done = 0, updated_at = now() WHERE document_id = $1 AND version = $2`, [
+        job.document_id, job.version, chunks.length,
+      ]),
+    );
+    for (let i = 0; i < chunks.length; i += opts.embedBatch) {
+      if (stopped) throw new Error('indexer stopping');
+      const batch = chunks.slice(i, i + opts.embedBatch);
+      const vectors = await embedder.embed(batch.map(embeddingText), 'passage');
+      await index.stageChunks(
+        job.tenant_id,
+        job.document_id,
+        job.version,
+        embedder.id,
+        batch.map((ch, k) => ({ chunkIndex: ch.index, text: ch.text, headingPath: ch.headingPath, page: ch.page, tokenCount: ch.tokenCount, vector: vectors[k]! })),
+      );
+    }
+    const ok = await index.activate(job.tenant_id, job.document_id, job.version, { chunkCount: chunks.length, embedderId: embedder.id, format: parsed.format });
+    if (!ok) log('info', 'indexed version superseded; discarded', { tenantId: job.tenant_id, documentId: job.document_id, version: job.version });
+    await finish(job);
+  }
+
+  async function worker(n: number): Promise<void> {
+    while (!stopped) {
+      let job: Job | null = null;
+      try {
+        job = await claim();
+        if (!job) {
+          await sleep(500);
+          continue;
+        }
+        const started = Date.now();
+        running.add(job);
+        await run(job).finally(() => running.delete(job!));
+        log('info', 'document indexed', { tenantId: job.tenant_id, documentId: job.document_id, version: job.version, ms: Date.now() - started, worker: n });
+      } catch (err) {
+        if (stopped) return;
+        const msg = (err as Error).message;
+        log('error', 'indexing failed', { tenantId: job?.tenant_id, documentId: job?.document_id, error: msg });
+        if (job && job.attempts >= opts.maxAttempts) {
+          await fail(job, 'indexing failed repeatedly; upload the document again').catch(() => undefined);
+        } else if (job) {
+          await pool
+            .query(`UPDATE platform.index_jobs SET state = 'queued', locked_until = NULL WHERE tenant_id = $1 AND document_id = $2 AND version = $3`, [
+              job.tenant_id, job.document_id, job.version,
+            ])
+            .catch(() => undefined);
+        }
+        await sleep(1000);
+      }
+    }
+  }
+
+  const workers = Array.from({ length: Math.max(1, opts.concurrency) }, (_, n) => worker(n));
+
+  return {
+    wake() {
+      for (const s of [...sleepers]) s();
+    },
+    async backlog() {
+      const r = await pool.query<{ n: string }>('SELECT count(*) AS n FROM platform.index_jobs');
+      return Number(r.rows[0]?.n ?? 0);
+    },
+    async stop() {
+      stopped = true;
+      for (const s of [...sleepers]) s();
+      await Promise.allSettled(workers);
+      // Jobs this process had claimed go back to the queue for the next start.
+      for (const job of running) {
+        await pool
+          .query(`UPDATE platform.index_jobs SET state = 'queued', locked_until = NULL WHERE tenant_id = $1 AND document_id = $2 AND version = $3`, [
+            job.tenant_id, job.document_id, job.version,
+          ])
+          .catch(() => undefined);
+      }
+    },
+  };
+}

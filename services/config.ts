@@ -1,0 +1,105 @@
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import type { Config } from './gateway/context';
+
+/** Every environment variable the product reads (documented in README.md, "Configuration"). */
+export interface Env {
+  production: boolean;
+  port: number;
+  host: string;
+  dataDir: string;
+  databaseUrl: string | null;
+  embeddedPgPort: number;
+  eventstoreUrl: string | null;
+  kafkaBrokers: string | null;
+  weaviateUrl: string | null;
+  redisUrl: string | null;
+  openai: { baseURL: string; apiKey: string; chatModel: string; embeddingModel: string | null } | null;
+  modelDir: string;
+  embedWorkers: number;
+  embedThreads: number;
+  embedBatch: number;
+  indexConcurrency: number;
+  logLevel: string;
+  adminTokenGenerated: boolean;
+  config: Config;
+}
+
+const int = (v: string | undefined, def: number, name: string): number => {
+  if (v === undefined || v === '') return def;
+  const n = Number(v);
+  if (!Number.isFinite(n) || n < 0) throw new Error(`${name} must be a non-negative number, got ${JSON.stringify(v)}`);
+  return n;
+};
+
+export class ConfigError extends Error {}
+
+/**
+ * Production mode (NODE_ENV=production) refuses to start without real secrets: JWT_SECRET and
+ * ADMIN_TOKEN must be set and at least 32 characters. In development, a missing JWT secret is
+ * generated once and kept in DATA_DIR (so sessions survive restarts) and a missing ADMIN_TOKEN
+ * is generated per start and printed once.
+ */
+export function loadEnv(e: NodeJS.ProcessEnv = process.env): Env {
+  const production = e.NODE_ENV === 'production';
+  const dataDir = resolve(e.DATA_DIR || './data');
+  let jwtSecret = e.JWT_SECRET ?? '';
+  let adminToken = e.ADMIN_TOKEN ?? '';
+  const weak = (s: string) => s.length < 32 || /^(changeme|secret|password|default)/i.test(s);
+  if (production) {
+    if (!jwtSecret || weak(jwtSecret)) throw new ConfigError('NODE_ENV=production: JWT_SECRET must be set to a random value of at least 32 characters');
+    if (!adminToken || weak(adminToken)) throw new ConfigError('NODE_ENV=production: ADMIN_TOKEN must be set to a random value of at least 32 characters');
+  }
+  let adminTokenGenerated = false;
+  if (!jwtSecret) {
+    mkdirSync(dataDir, { recursive: true });
+    const file = join(dataDir, 'jwt-secret');
+    if (!existsSync(file)) writeFileSync(file, randomBytes(48).toString('base64url'), { mode: 0o600 });
+    jwtSecret = readFileSync(file, 'utf8').trim();
+  }
+  if (!adminToken) {
+    adminToken = `adm_${randomBytes(24).toString('base64url')}`;
+    adminTokenGenerated = true;
+  }
+  const openai =
+    e.OPENAI_BASE_URL || e.OPENAI_API_KEY
+      ? {
+          baseURL: e.OPENAI_BASE_URL || 'https://api.openai.com/v1',
+          apiKey: e.OPENAI_API_KEY || 'not-needed',
+          chatModel: e.OPENAI_CHAT_MODEL || 'gpt-4o-mini',
+          embeddingModel: e.OPENAI_EMBEDDING_MODEL || null,
+        }
+      : null;
+  return {
+    production,
+    port: int(e.PORT, 3000, 'PORT'),
+    host: e.HOST || '127.0.0.1',
+    dataDir,
+    databaseUrl: e.DATABASE_URL || null,
+    embeddedPgPort: int(e.EMBEDDED_PG_PORT, 54329, 'EMBEDDED_PG_PORT'),
+    eventstoreUrl: e.EVENTSTORE_URL || null,
+    kafkaBrokers: e.KAFKA_BROKERS || null,
+    weaviateUrl: e.WEAVIATE_URL || null,
+    redisUrl: e.REDIS_URL || null,
+    openai,
+    modelDir: resolve(e.MODEL_DIR || join(__dirname, '..', 'models', 'all-minilm-l6-v2-q')),
+    embedWorkers: int(e.EMBED_WORKERS, 1, 'EMBED_WORKERS'),
+    embedThreads: int(e.EMBED_THREADS, 1, 'EMBED_THREADS'),
+    embedBatch: int(e.EMBED_BATCH, 16, 'EMBED_BATCH'),
+    indexConcurrency: int(e.INDEX_CONCURRENCY, 2, 'INDEX_CONCURRENCY'),
+    logLevel: e.LOG_LEVEL || 'info',
+    adminTokenGenerated,
+    config: {
+      production,
+      jwtSecret,
+      jwtTtlSeconds: int(e.JWT_TTL_SECONDS, 3600, 'JWT_TTL_SECONDS'),
+      adminToken,
+      maxUploadBytes: int(e.MAX_UPLOAD_BYTES, 10 * 1024 * 1024, 'MAX_UPLOAD_BYTES'),
+      defaultQuotas: { maxDocuments: int(e.DEFAULT_MAX_DOCUMENTS, 10_000, 'DEFAULT_MAX_DOCUMENTS'), maxBytes: int(e.DEFAULT_MAX_BYTES, 1024 * 1024 * 1024, 'DEFAULT_MAX_BYTES') },
+      defaultRateLimit: { perSecond: int(e.RATE_LIMIT_PER_SECOND, 100, 'RATE_LIMIT_PER_SECOND'), burst: int(e.RATE_LIMIT_BURST, 200, 'RATE_LIMIT_BURST') },
+      tokenRateLimit: { perSecond: int(e.TOKEN_RATE_LIMIT_PER_SECOND, 50, 'TOKEN_RATE_LIMIT_PER_SECOND'), burst: int(e.TOKEN_RATE_LIMIT_BURST, 100, 'TOKEN_RATE_LIMIT_BURST') },
+      consistencyWaitMs: int(e.CONSISTENCY_WAIT_MS, 2000, 'CONSISTENCY_WAIT_MS'),
+    },
+  };
+}

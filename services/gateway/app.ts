@@ -1,0 +1,112 @@
+import { randomUUID } from 'node:crypto';
+import express, { type RequestHandler } from 'express';
+import passport from 'passport';
+import client from 'prom-client';
+import swaggerUi from 'swagger-ui-express';
+import { redisKey } from '../../contracts/naming';
+import { TooManyRequestsError } from '../core/errors';
+import { documentsApi } from '../documents/api';
+import { queriesApi } from '../queries/api';
+import { tenantsApi } from '../tenants/api';
+import { createAuthenticator } from './auth';
+import type { AppDeps } from './context';
+import { openApiDocument } from './openapi';
+import { errorHandler, notFoundRoute } from './problem';
+
+export const metrics = {
+  registry: new client.Registry(),
+};
+const httpDuration = new client.Histogram({
+  name: 'http_request_duration_seconds',
+  help: 'HTTP request latency by route and status',
+  labelNames: ['method', 'route', 'status'],
+  buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10],
+  registers: [metrics.registry],
+});
+client.collectDefaultMetrics({ register: metrics.registry });
+
+/** Per-tenant and per-token token buckets, with RateLimit-* headers on every answer. */
+function rateLimit(deps: AppDeps): RequestHandler {
+  return async (req, res, next) => {
+    try {
+      const p = req.principal!;
+      const tenantLimit = req.tenantLimit ?? deps.config.defaultRateLimit;
+      const tenantDecision = await deps.limiter.take(redisKey(p.tenantId, 'rl', 'tenant'), tenantLimit);
+      let decision = tenantDecision;
+      if (tenantDecision.allowed && p.tokenId) {
+        decision = await deps.limiter.take(redisKey(p.tenantId, 'rl', 'token', p.tokenId), deps.config.tokenRateLimit);
+      }
+      res.setHeader('RateLimit-Limit', String(decision.limit));
+      res.setHeader('RateLimit-Remaining', String(Math.max(0, decision.remaining)));
+      res.setHeader('RateLimit-Reset', String(decision.resetSeconds));
+      if (!decision.allowed) throw new TooManyRequestsError('Rate limit exceeded for this tenant or token', decision.retryAfterSeconds);
+      next();
+    } catch (err) {
+      next(err);
+    }
+  };
+}
+
+export function createApp(deps: AppDeps) {
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('trust proxy', false);
+  app.set('query parser', 'simple');
+  app.use(passport.initialize());
+
+  // Correlation id and access log.
+  app.use((req, res, next) => {
+    const incoming = req.headers['x-correlation-id'];
+    req.correlationId = typeof incoming === 'string' && /^[A-Za-z0-9._:-]{1,100}$/.test(incoming) ? incoming : randomUUID();
+    res.setHeader('X-Correlation-Id', req.correlationId);
+    const started = process.hrtime.bigint();
+    res.on('finish', () => {
+      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+      const route = (req.route?.path as string | undefined) ?? 'unmatched';
+      httpDuration.observe({ method: req.method, route, status: String(res.statusCode) }, seconds);
+      if (res.statusCode >= 500) deps.log('error', 'request failed', { method: req.method, path: req.path, status: res.statusCode, correlationId: req.correlationId, tenantId: req.principal?.tenantId });
+    });
+    next();
+  });
+
+  const auth = createAuthenticator(deps.pool, deps.config.jwtSecret);
+  const onTenantChanged = deps.onTenantChanged;
+  deps.onTenantChanged = (tenantId) => {
+    auth.invalidateTenant(tenantId);
+    onTenantChanged(tenantId);
+  };
+
+  app.get('/health', (_req, res) => {
+    res.json({ status: 'ok' });
+  });
+  app.get('/ready', async (_req, res) => {
+    const checks = await deps.readiness();
+    const ok = Object.values(checks).every((c) => c.ok);
+    res.status(ok ? 200 : 503).json({ status: ok ? 'ready' : 'not_ready', checks, warnings: deps.embedderDegraded ? [deps.embedderDegraded] : [] });
+  });
+  app.get('/metrics', async (_req, res) => {
+    res.type(metrics.registry.contentType).send(await metrics.registry.metrics());
+  });
+  app.get('/openapi.json', (_req, res) => {
+    res.json(openApiDocument());
+  });
+  app.use('/docs', swaggerUi.serve, swaggerUi.setup(undefined, { swaggerOptions: { url: '/openapi.json' }, customSiteTitle: 'tenant-rag API' }));
+
+  const json = express.json({ limit: '64kb', strict: true });
+  const uploadJson = express.json({ limit: '16mb', strict: true });
+
+  // Public + operator routes (their own credentials), then every tenant route behind auth.
+  app.use('/v1/documents', (req, res, next) => (req.method === 'POST' ? uploadJson(req, res, next) : next()));
+  app.use(json);
+  app.use(tenantsApi(deps, auth.authenticate));
+
+  const tenantRoutes = express.Router();
+  tenantRoutes.use('/v1', auth.authenticate, rateLimit(deps));
+  tenantRoutes.use(documentsApi(deps));
+  tenantRoutes.use(queriesApi(deps));
+  app.use(tenantRoutes);
+
+  app.use(notFoundRoute);
+  app.use(errorHandler((err, req) => deps.log('error', 'unhandled error', { error: (err as Error)?.stack ?? String(err), path: req.path, correlationId: req.correlationId })));
+  return app;
+}

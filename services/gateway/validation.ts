@@ -1,0 +1,58 @@
+import type { z } from 'zod';
+import { NotFoundError, ValidationError } from '../core/errors';
+
+export function parseBody<S extends z.ZodTypeAny>(schema: S, body: unknown): z.infer<S> {
+  if (body === undefined || body === null || typeof body !== 'object' || Array.isArray(body)) {
+    throw new ValidationError('The request body must be a JSON object (Content-Type: application/json)');
+  }
+  const r = schema.safeParse(body);
+  if (!r.success) {
+    const errors = r.error.issues.map((i) => ({ path: i.path.join('.') || '(body)', message: i.message }));
+    throw new ValidationError(errors.map((e) => `${e.path}: ${e.message}`).join('; '), errors);
+  }
+  return r.data;
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/** A malformed id answers exactly like a missing one (no oracle on the id's shape). */
+export function idParam(value: unknown, what: string): string {
+  if (typeof value !== 'string' || !UUID.test(value)) throw new NotFoundError(what);
+  return value.toLowerCase();
+}
+
+/** Text without NUL or other C0 control characters (tab and newlines allowed). */
+export function hasControlChars(s: string): boolean {
+  // eslint-disable-next-line no-control-regex
+  return /[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]/.test(s);
+}
+
+export interface Cursor {
+  at: string;
+  id: string;
+}
+
+export function encodeCursor(c: Cursor): string {
+  return Buffer.from(JSON.stringify([c.at, c.id])).toString('base64url');
+}
+
+export function decodeCursor(raw: unknown): Cursor | null {
+  if (raw === undefined || raw === '') return null;
+  if (typeof raw !== 'string' || raw.length > 200) throw new ValidationError('cursor is not valid');
+  try {
+    const v = JSON.parse(Buffer.from(raw, 'base64url').toString('utf8')) as unknown;
+    if (Array.isArray(v) && v.length === 2 && typeof v[0] === 'string' && typeof v[1] === 'string' && !Number.isNaN(Date.parse(v[0])) && UUID.test(v[1])) {
+      return { at: v[0], id: v[1] };
+    }
+  } catch {
+    // fall through
+  }
+  throw new ValidationError('cursor is not valid');
+}
+
+export function limitParam(raw: unknown, def = 20, max = 100): number {
+  if (raw === undefined) return def;
+  const n = typeof raw === 'string' && /^\d{1,6}$/.test(raw) ? Number(raw) : NaN;
+  if (!Number.isInteger(n) || n < 1 || n > max) throw new ValidationError(`limit must be an integer from 1 to ${max}`);
+  return n;
+}
