@@ -16,6 +16,7 @@ import { createExtractiveAnswerer } from './ask/extractive';
 import type { Env } from './config';
 import { createApp } from './gateway/app';
 import type { AppDeps } from './gateway/context';
+import { createMemoryIdempotencyStore } from './gateway/idempotency';
 import { createMemoryRateLimiter } from './gateway/rateLimit';
 import { join } from 'node:path';
 
@@ -104,6 +105,7 @@ export async function startProduct(env: Env, opts: { logger?: pino.Logger } = {}
     embedderDegraded: degraded,
     answerer,
     limiter,
+    idempotency: createMemoryIdempotencyStore(),
     projections,
     now: () => new Date(),
     onTenantChanged: () => undefined,

@@ -1,3 +1,4 @@
+import { createRequire } from 'node:module';
 import type { Embedder } from '../../services/core/ports';
 
 /** What worker.js (plain CommonJS, shared with the worker threads) exports; typed here once. */
@@ -23,7 +24,13 @@ export interface OnnxCoreModule {
   readModel(modelDir: string, verify: boolean): { id: string; sha256: string; maxTokens: number; dimensions: number | null };
 }
 
-export const onnxCore = require('./worker.js') as OnnxCoreModule;
+/**
+ * Loaded with Node's own require, not the importing module's: under jest the module registry runs
+ * code in a vm context whose Float32Array differs from the one onnxruntime's native binding
+ * creates, and onnxruntime-common's `instanceof` checks then reject every output tensor. Under tsx
+ * and node this is the plain require it looks like.
+ */
+export const onnxCore = createRequire(__filename)('./worker.js') as OnnxCoreModule;
 
 export const DEFAULT_BATCH_SIZE = 16;
 

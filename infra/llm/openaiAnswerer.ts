@@ -48,6 +48,7 @@ export function toUpstreamError(err: unknown, cutShort: CutShort, what: string, 
  * tokens a client sees add up to exactly the final answer.
  */
 export class CitationFilter {
+  /** Raw text not yet released: trailing whitespace plus citations a later token could extend. */
   private pending = '';
   private readonly cited = new Set<number>();
   removed = 0;
@@ -56,28 +57,36 @@ export class CitationFilter {
 
   push(text: string): string {
     this.pending += text;
-    const cleaned = this.pending.replace(/(\s*)\[(\d+(?:\s*,\s*\d+)*)\]/g, (_m, space: string, list: string) => {
-      const numbers = list.split(',').map((n) => Number(n.trim()));
-      const valid = numbers.filter((n) => n >= 1 && n <= this.passageCount);
-      this.removed += numbers.length - valid.length;
-      valid.forEach((n) => this.cited.add(n));
-      return valid.length === 0 ? '' : `${space}[${valid.join(', ')}]`;
-    });
-    // Hold back what a later token could still turn into a citation (or remove with one).
-    const held = /\s*(\[[\d,\s]{0,24})?$/.exec(cleaned);
-    const cut = held ? held.index : cleaned.length;
-    this.pending = cleaned.slice(cut);
-    return cleaned.slice(0, cut);
+    const held = /\s*(?:\[\d+(?:\s*,\s*\d+)*\])*(?:\[[\d,\s]{0,24})?$/.exec(this.pending);
+    const cut = held ? held.index : this.pending.length;
+    const ready = this.pending.slice(0, cut);
+    this.pending = this.pending.slice(cut);
+    return this.clean(ready);
   }
 
   finish(): string {
-    const rest = this.pending;
+    const rest = this.clean(this.pending);
     this.pending = '';
     return rest;
   }
 
   citations(): number[] {
     return [...this.cited].sort((a, b) => a - b);
+  }
+
+  /** A run like ` [9][2, 7]` keeps its valid numbers; a run left empty goes with its leading space. */
+  private clean(text: string): string {
+    return text.replace(/(\s*)((?:\[\d+(?:\s*,\s*\d+)*\])+)/g, (_m, space: string, run: string) => {
+      const kept: string[] = [];
+      for (const group of run.match(/\[[^\]]*\]/g) ?? []) {
+        const numbers = group.slice(1, -1).split(',').map((n) => Number(n.trim()));
+        const valid = numbers.filter((n) => n >= 1 && n <= this.passageCount);
+        this.removed += numbers.length - valid.length;
+        valid.forEach((n) => this.cited.add(n));
+        if (valid.length > 0) kept.push(`[${valid.join(', ')}]`);
+      }
+      return kept.length === 0 ? '' : space + kept.join('');
+    });
   }
 }
 
@@ -188,6 +197,7 @@ export function createOpenAIAnswerer(opts: OpenAIAnswererOptions): Answerer {
         onToken(piece);
       };
       for await (const chunk of stream) {
+        if (controller.signal.aborted) break;
         armStall();
         if (chunk.model) model = chunk.model;
         if (chunk.usage) usage = { promptTokens: chunk.usage.prompt_tokens, completionTokens: chunk.usage.completion_tokens };
@@ -195,6 +205,8 @@ export function createOpenAIAnswerer(opts: OpenAIAnswererOptions): Answerer {
         if (choice?.delta?.content) emit(filter.push(choice.delta.content));
         if (choice?.finish_reason) finished = true;
       }
+      // The client ends the iteration quietly when aborted; a stall or the caller's abort is an error here.
+      if (controller.signal.aborted) throw new Error('stream aborted');
       // A connection that closes before finish_reason is a truncated answer, not a short one.
       if (!finished) throw new UpstreamModelError(502, `${what} closed the stream before the answer was complete`);
       emit(filter.finish());

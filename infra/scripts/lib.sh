@@ -22,16 +22,26 @@ WEAVIATE_VERSION="v1.39.3"   # v1.39.4..v1.39.7 need a module the Go proxy refus
 PG_MAJOR=15
 
 # ---- ports (all 127.0.0.1) -------------------------------------------------------------------
-PG_PORT="${TENANT_RAG_PG_PORT:-55432}"
-REDIS_PORT="${TENANT_RAG_REDIS_PORT:-56379}"
-KAFKA_PORT="${TENANT_RAG_KAFKA_PORT:-59092}"
-KAFKA_CONTROLLER_PORT="${TENANT_RAG_KAFKA_CONTROLLER_PORT:-59093}"
-WEAVIATE_PORT="${TENANT_RAG_WEAVIATE_PORT:-58080}"
-WEAVIATE_GRPC_PORT="${TENANT_RAG_WEAVIATE_GRPC_PORT:-58051}"
-WEAVIATE_GOSSIP_PORT="${TENANT_RAG_WEAVIATE_GOSSIP_PORT:-58946}"
-WEAVIATE_DATA_PORT="${TENANT_RAG_WEAVIATE_DATA_PORT:-58947}"
-WEAVIATE_RAFT_PORT="${TENANT_RAG_WEAVIATE_RAFT_PORT:-58300}"
-WEAVIATE_RAFT_RPC_PORT="${TENANT_RAG_WEAVIATE_RAFT_RPC_PORT:-58301}"
+# Each can be set alone (TENANT_RAG_PG_PORT=...), or all shifted at once by TENANT_RAG_PORT_OFFSET
+# (e.g. 100: a second clone on the same machine; .ci/run picks one when the defaults are taken).
+# The offset a clone's servers were started with is remembered in INFRA_DIR/port-offset, so a
+# later up.sh/down.sh in the same clone finds them without the variable.
+if [ -z "${TENANT_RAG_PORT_OFFSET:-}" ] && [ -s "$INFRA_DIR/port-offset" ]; then
+  TENANT_RAG_PORT_OFFSET=$(tr -dc '0-9' <"$INFRA_DIR/port-offset")
+fi
+_TR_OFF="${TENANT_RAG_PORT_OFFSET:-0}"
+PG_PORT="${TENANT_RAG_PG_PORT:-$((55432 + _TR_OFF))}"
+REDIS_PORT="${TENANT_RAG_REDIS_PORT:-$((56379 + _TR_OFF))}"
+KAFKA_PORT="${TENANT_RAG_KAFKA_PORT:-$((59092 + _TR_OFF))}"
+KAFKA_CONTROLLER_PORT="${TENANT_RAG_KAFKA_CONTROLLER_PORT:-$((59093 + _TR_OFF))}"
+WEAVIATE_PORT="${TENANT_RAG_WEAVIATE_PORT:-$((58080 + _TR_OFF))}"
+WEAVIATE_GRPC_PORT="${TENANT_RAG_WEAVIATE_GRPC_PORT:-$((58051 + _TR_OFF))}"
+WEAVIATE_GOSSIP_PORT="${TENANT_RAG_WEAVIATE_GOSSIP_PORT:-$((58946 + _TR_OFF))}"
+WEAVIATE_DATA_PORT="${TENANT_RAG_WEAVIATE_DATA_PORT:-$((58947 + _TR_OFF))}"
+WEAVIATE_RAFT_PORT="${TENANT_RAG_WEAVIATE_RAFT_PORT:-$((58300 + _TR_OFF))}"
+WEAVIATE_RAFT_RPC_PORT="${TENANT_RAG_WEAVIATE_RAFT_RPC_PORT:-$((58301 + _TR_OFF))}"
+ALL_PORTS=("$PG_PORT" "$REDIS_PORT" "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT" "$WEAVIATE_PORT" "$WEAVIATE_GRPC_PORT"
+           "$WEAVIATE_GOSSIP_PORT" "$WEAVIATE_DATA_PORT" "$WEAVIATE_RAFT_PORT" "$WEAVIATE_RAFT_RPC_PORT")
 
 ALL_SERVICES=(postgres redis kafka weaviate)
 
@@ -91,7 +101,7 @@ apt_install() {
 # port_open <port> [host]: true when something accepts TCP connections there.
 port_open() {
   local port=$1 host=${2:-127.0.0.1}
-  (exec 3<>"/dev/tcp/$host/$port") 2>/dev/null
+  timeout 2 bash -c 'exec 3<>"/dev/tcp/$0/$1"' "$host" "$port" 2>/dev/null
 }
 
 # Who listens on a port (best effort, for error messages).
@@ -185,11 +195,11 @@ check_postgres() {
   "$isready" -q -h 127.0.0.1 -p "$PG_PORT" -t 2
 }
 check_redis() {
-  if have redis-cli; then [ "$(redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null)" = "PONG" ]
+  if have redis-cli; then [ "$(timeout 3 redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null)" = "PONG" ]
   else
     # no client: speak RESP by hand
     local reply
-    reply=$(exec 3<>"/dev/tcp/127.0.0.1/$REDIS_PORT" && printf 'PING\r\n' >&3 && timeout 2 head -c 7 <&3) 2>/dev/null
+    reply=$(timeout 3 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$0" && printf "PING\r\n" >&3 && head -c 7 <&3' "$REDIS_PORT" 2>/dev/null)
     [ "${reply%$'\r'}" = "+PONG" ]
   fi
 }

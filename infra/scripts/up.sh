@@ -32,6 +32,7 @@ done
 [ ${#SERVICES[@]} -eq 0 ] && SERVICES=("${ALL_SERVICES[@]}")
 
 mkdir -p "$INFRA_DIR/logs" "$PID_DIR"
+printf '%s\n' "$_TR_OFF" >"$INFRA_DIR/port-offset"
 
 if [ "$STATUS_ONLY" -eq 1 ]; then
   for s in "${ALL_SERVICES[@]}"; do
@@ -71,6 +72,12 @@ PG_PW_FILE="$PG_DIR/tenant_rag.password"
 
 pg_as() {  # run a postgres binary as the cluster owner (postgres when we are root)
   if is_root; then (cd / && runuser -u postgres -- "$@"); else "$@"; fi
+}
+
+pg_no_children() {  # no live (non-zombie) process has $1 as parent
+  local c
+  for c in $(ps -o pid= --ppid "$1" 2>/dev/null); do pid_alive "$c" && return 1; done
+  return 0
 }
 
 install_postgres() {
@@ -119,6 +126,14 @@ up_postgres() {
     log "postgres already running (pid $pid, port $PG_PORT)"
     pg_ensure_role; return
   fi
+  if [ -e "$PG_DATA/postmaster.pid" ]; then
+    # Left by a crash / kill -9. The recorded pid is dead, a zombie that the container's pid 1
+    # has not reaped, or recycled by another program: in all three cases postgres itself would
+    # refuse to start ("lock file already exists"). Let orphaned backends exit, then remove it.
+    log "postgres: removing stale postmaster.pid (pid ${pid:-?} is not a live postmaster)"
+    [ -n "$pid" ] && wait_until 15 "postgres: old backends of pid $pid" pg_no_children "$pid"
+    rm -f "$PG_DATA/postmaster.pid"
+  fi
   port_free_or_fail postgres "$PG_PORT" || return 1
 
   if [ ! -s "$PG_DATA/PG_VERSION" ]; then
@@ -131,9 +146,15 @@ up_postgres() {
   fi
   if is_root; then : >"$PG_LOG"; chown postgres:postgres "$PG_LOG"; fi
   log "postgres: starting on 127.0.0.1:$PG_PORT"
-  pg_as "$(pg_bin pg_ctl)" -D "$PG_DATA" -l "$PG_LOG" -w -t 60 \
-    -o "-c listen_addresses=127.0.0.1 -p $PG_PORT -k $PG_RUN -c max_connections=200" start >/dev/null 8>&- 9>&- \
-    || { err "postgres: pg_ctl start failed (see $PG_LOG)"; tail -n 5 "$PG_LOG" >&2; return 1; }
+  local attempt
+  for attempt in 1 2 3; do
+    # Retried: after a crash, orphaned backends may hold the old shared memory for a moment.
+    pg_as "$(pg_bin pg_ctl)" -D "$PG_DATA" -l "$PG_LOG" -w -t 60 \
+      -o "-c listen_addresses=127.0.0.1 -p $PG_PORT -k $PG_RUN -c max_connections=200" start >/dev/null 8>&- 9>&- \
+      && break
+    if [ "$attempt" -eq 3 ]; then err "postgres: pg_ctl start failed (see $PG_LOG)"; tail -n 5 "$PG_LOG" >&2; return 1; fi
+    warn "postgres: pg_ctl start failed (attempt $attempt), retrying in 2 s"; sleep 2
+  done
   pid=$(head -n1 "$PG_DATA/postmaster.pid" | tr -dc '0-9')
   printf '%s\n' "$pid" >"$(pid_file postgres)"
   TR_WAIT_PID=$pid wait_until 30 postgres check_postgres || return 1

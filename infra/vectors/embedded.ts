@@ -212,6 +212,7 @@ export function createEmbeddedIndex(pool: Pool, opts: { embedderId: () => string
             `SELECT c.document_id, c.version, c.chunk_index, c.text, c.heading_path, c.page, d.filename
              FROM unnest($1::uuid[], $2::int[], $3::int[]) AS k(document_id, version, chunk_index)
              JOIN chunks c ON c.document_id = k.document_id AND c.version = k.version AND c.chunk_index = k.chunk_index
+             JOIN document_index di ON di.document_id = c.document_id AND di.ready_version = c.version
              JOIN documents d ON d.document_id = c.document_id`,
             [candidates.map((x) => x.documentId), candidates.map((x) => x.version), candidates.map((x) => x.chunkIndex)],
           );

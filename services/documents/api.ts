@@ -14,6 +14,14 @@ import { sniffFormat } from './parsing';
 import { decide } from './decide';
 import { documentAggregate } from './document';
 
+const MEDIA_TYPES: Record<string, string> = {
+  text: 'text/plain',
+  markdown: 'text/markdown',
+  html: 'text/html',
+  pdf: 'application/pdf',
+  docx: 'application/vnd.openxmlformats-officedocument.wordprocessingml.document',
+};
+
 interface Upload {
   filename: string;
   externalId: string | null;
@@ -140,6 +148,8 @@ export function documentsApi(deps: AppDeps): Router {
     if (upload.bytes.length > deps.config.maxUploadBytes) throw new PayloadTooLargeError(`documents are limited to ${deps.config.maxUploadBytes} bytes`);
     const format = sniffFormat(filename, upload.bytes);
     if (!format) throw new UnsupportedMediaTypeError('supported documents: .txt, .md, .html, .pdf, .docx');
+    // JSON uploads carry no media type of their own: name the one the content was detected as.
+    if (!upload.contentType || upload.contentType === 'application/octet-stream' || req.is('application/json')) upload.contentType = MEDIA_TYPES[format];
 
     // Quotas are checked against the catalog read model (eventually consistent by design).
     const quota = await deps.pool.query<{ quotas: { maxDocuments: number; maxBytes: number } }>('SELECT quotas FROM platform.tenants WHERE tenant_id = $1', [p.tenantId]);

@@ -10,6 +10,7 @@ import { queriesApi } from '../queries/api';
 import { tenantsApi } from '../tenants/api';
 import { createAuthenticator } from './auth';
 import type { AppDeps } from './context';
+import { idempotency } from './idempotency';
 import { openApiDocument } from './openapi';
 import { errorHandler, notFoundRoute } from './problem';
 
@@ -98,10 +99,12 @@ export function createApp(deps: AppDeps) {
   // Public + operator routes (their own credentials), then every tenant route behind auth.
   app.use('/v1/documents', (req, res, next) => (req.method === 'POST' ? uploadJson(req, res, next) : next()));
   app.use(json);
-  app.use(tenantsApi(deps, auth.authenticate));
+  const tenants = tenantsApi(deps);
+  app.use(tenants.operatorAndLogin);
 
   const tenantRoutes = express.Router();
-  tenantRoutes.use('/v1', auth.authenticate, rateLimit(deps));
+  tenantRoutes.use('/v1', auth.authenticate, rateLimit(deps), idempotency(deps.idempotency));
+  tenantRoutes.use(tenants.tenant);
   tenantRoutes.use(documentsApi(deps));
   tenantRoutes.use(queriesApi(deps));
   app.use(tenantRoutes);

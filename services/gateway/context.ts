@@ -8,6 +8,7 @@ import { UnauthorizedError } from '../core/errors';
 import type { Answerer, Embedder } from '../core/ports';
 import type { KnowledgeIndex } from '../search/knowledgeIndex';
 import type { Principal } from './auth';
+import type { IdempotencyStore } from './idempotency';
 import type { RateLimiter } from './rateLimit';
 
 export interface Config {
@@ -34,6 +35,7 @@ export interface AppDeps {
   embedderDegraded: string | null;
   answerer: Answerer;
   limiter: RateLimiter;
+  idempotency: IdempotencyStore;
   projections: Record<string, RunningProjection>;
   now: () => Date;
   readiness: () => Promise<Record<string, { ok: boolean; adapter: string; detail?: string }>>;

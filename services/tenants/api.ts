@@ -6,7 +6,7 @@ import { z } from 'zod';
 import { ROLES, type Role } from '../../contracts/events';
 import { streamId } from '../../contracts/naming';
 import { handle, record } from '../core/commandHandler';
-import { ConflictError, ForbiddenError, NotFoundError, ServiceUnavailableError, TooManyRequestsError, UnauthorizedError } from '../core/errors';
+import { ForbiddenError, NotFoundError, TooManyRequestsError, UnauthorizedError } from '../core/errors';
 import { API_TOKEN_PREFIX, requireOperator, requireRole, roleAtLeast, sha256, signAccessToken } from '../gateway/auth';
 import { type AppDeps, commandContext, principalOf, waitForProjections } from '../gateway/context';
 import { idParam, parseBody } from '../gateway/validation';
@@ -43,8 +43,9 @@ export function tenantView(row: { tenant_id: string; slug: string; name: string;
   return { id: row.tenant_id, slug: row.slug, name: row.name, status: row.status, quotas: row.quotas, rate_limit: row.rate_limit, created_at: row.created_at };
 }
 
-export function tenantsApi(deps: AppDeps, authenticate: import('express').RequestHandler): Router {
+export function tenantsApi(deps: AppDeps): { operatorAndLogin: Router; tenant: Router } {
   const r = Router();
+  const t = Router();
   const operator = requireOperator(deps.config.adminToken);
   const tenantCmd = async (req: import('express').Request, tenantId: string, actor: string, command: TenantCommand) => {
     const result = await handle(deps.store, streamId('tenant', tenantId), tenantAggregate, commandContext(req, deps, tenantId, actor), (s) => decide(command, s));
@@ -147,7 +148,7 @@ export function tenantsApi(deps: AppDeps, authenticate: import('express').Reques
   });
 
   // ---- who am I -----------------------------------------------------------------------------
-  r.get('/v1/me', authenticate, async (req, res) => {
+  t.get('/v1/me', async (req, res) => {
     const p = principalOf(req);
     const t = (await deps.pool.query('SELECT * FROM platform.tenants WHERE tenant_id = $1', [p.tenantId])).rows[0];
     res.json({ tenant: t ? tenantView(t) : null, actor: p.actor, role: p.role, kind: p.kind });
@@ -155,7 +156,7 @@ export function tenantsApi(deps: AppDeps, authenticate: import('express').Reques
 
   // ---- API tokens (admins) -----------------------------------------------------------------
   const tokenSchema = z.object({ name: z.string().trim().min(1).max(100), role: role.optional() }).strict();
-  r.post('/v1/api-tokens', authenticate, requireRole('admin'), async (req, res) => {
+  t.post('/v1/api-tokens', requireRole('admin'), async (req, res) => {
     const p = principalOf(req);
     const body = parseBody(tokenSchema, req.body);
     const tokenRole = body.role ?? 'member';
@@ -168,7 +169,7 @@ export function tenantsApi(deps: AppDeps, authenticate: import('express').Reques
     res.status(201).json({ id: tokenId, name: body.name, role: tokenRole, prefix, token, position: result.position });
   });
 
-  r.get('/v1/api-tokens', authenticate, requireRole('admin'), async (req, res) => {
+  t.get('/v1/api-tokens', requireRole('admin'), async (req, res) => {
     const p = principalOf(req);
     const rows = await deps.pool.query(
       'SELECT token_id, name, prefix, role, created_by, created_at, revoked_at FROM platform.api_tokens WHERE tenant_id = $1 ORDER BY created_at DESC, token_id',
@@ -179,7 +180,7 @@ export function tenantsApi(deps: AppDeps, authenticate: import('express').Reques
     });
   });
 
-  r.delete('/v1/api-tokens/:id', authenticate, requireRole('admin'), async (req, res) => {
+  t.delete('/v1/api-tokens/:id', requireRole('admin'), async (req, res) => {
     const p = principalOf(req);
     const id = idParam(req.params.id, 'API token');
     await tenantCmd(req, p.tenantId, p.actor, { type: 'RevokeApiToken', data: { tokenId: id } });
@@ -188,7 +189,7 @@ export function tenantsApi(deps: AppDeps, authenticate: import('express').Reques
 
   // ---- users (admins) -------------------------------------------------------------------------
   const userSchema = z.object({ email, password, role }).strict();
-  r.post('/v1/users', authenticate, requireRole('admin'), async (req, res) => {
+  t.post('/v1/users', requireRole('admin'), async (req, res) => {
     const p = principalOf(req);
     const body = parseBody(userSchema, req.body);
     if (!roleAtLeast(p.role, body.role)) throw new ForbiddenError('You cannot grant a role higher than yours');
@@ -197,13 +198,13 @@ export function tenantsApi(deps: AppDeps, authenticate: import('express').Reques
     res.status(201).json({ id: userId, email: body.email, role: body.role, position: result.position });
   });
 
-  r.get('/v1/users', authenticate, requireRole('admin'), async (req, res) => {
+  t.get('/v1/users', requireRole('admin'), async (req, res) => {
     const p = principalOf(req);
     const rows = await deps.pool.query('SELECT user_id, email, role, created_at FROM platform.users WHERE tenant_id = $1 ORDER BY created_at, user_id', [p.tenantId]);
     res.json({ items: rows.rows.map((u) => ({ id: u.user_id, email: u.email, role: u.role, created_at: u.created_at })) });
   });
 
-  r.patch('/v1/users/:id', authenticate, requireRole('admin'), async (req, res) => {
+  t.patch('/v1/users/:id', requireRole('admin'), async (req, res) => {
     const p = principalOf(req);
     const id = idParam(req.params.id, 'User');
     const body = parseBody(z.object({ role }).strict(), req.body);
@@ -215,7 +216,7 @@ export function tenantsApi(deps: AppDeps, authenticate: import('express').Reques
     res.json({ id, role: body.role, position: result.position });
   });
 
-  r.delete('/v1/users/:id', authenticate, requireRole('admin'), async (req, res) => {
+  t.delete('/v1/users/:id', requireRole('admin'), async (req, res) => {
     const p = principalOf(req);
     const id = idParam(req.params.id, 'User');
     const target = (await deps.pool.query<{ role: Role }>('SELECT role FROM platform.users WHERE tenant_id = $1 AND user_id = $2', [p.tenantId, id])).rows[0];
@@ -225,7 +226,5 @@ export function tenantsApi(deps: AppDeps, authenticate: import('express').Reques
     res.status(204).end();
   });
 
-  void ConflictError;
-  void ServiceUnavailableError;
-  return r;
+  return { operatorAndLogin: r, tenant: t };
 }

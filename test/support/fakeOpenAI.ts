@@ -132,13 +132,15 @@ export async function startFakeOpenAI(opts: { dimensions?: number } = {}): Promi
     }
 
     res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive' });
+    res.flushHeaders();
     const send = (delta: Record<string, unknown>, finish: string | null) =>
       res.write(`data: ${JSON.stringify({ id, object: 'chat.completion.chunk', created, model, choices: [{ index: 0, delta, finish_reason: finish }] })}\n\n`);
     send({ role: 'assistant', content: '' }, null);
     const pieces = streamPieces(answer);
     for (const [i, piece] of pieces.entries()) {
       if (mode === 'brokenStream' && i === 2) {
-        res.socket?.destroy();
+        // Let the headers and first chunks reach the client, so this is a break mid-stream and not a refused request.
+        if (await sleep(50, res)) res.socket?.destroy();
         return;
       }
       if (typeof mode === 'object' && 'stall' in mode && i === 1 && !(await sleep(mode.stall, res))) return;

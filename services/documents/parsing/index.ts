@@ -302,6 +302,7 @@ function parseMarkdown(source: string): Block[] {
   let para: string[] = [];
   let list: string[] | null = null;
   let listBlankPending = false;
+  let listOrdered = false;
 
   const flushPara = (): void => {
     if (para.length) {
@@ -411,6 +412,12 @@ function parseMarkdown(source: string): Block[] {
     const item = LIST_ITEM.exec(line);
     if (item && (list || para.length === 0 || item[3] !== undefined)) {
       flushPara();
+      // A top-level item of the other kind (bullet vs ordered) starts a new list.
+      const ordered = /\d/.test(item[2]!);
+      if (item[1]!.length < 2) {
+        if (list && ordered !== listOrdered) flushList();
+        listOrdered = ordered;
+      }
       if (!list) list = [];
       list.push(item[3] ?? '');
       listBlankPending = false;
@@ -862,7 +869,8 @@ interface PdfLine {
 function median(values: number[]): number {
   if (values.length === 0) return 0;
   const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)]!;
+  // The lower median: paragraph gaps are the outliers, and they are larger.
+  return sorted[Math.floor((sorted.length - 1) / 2)]!;
 }
 
 function pdfLines(items: PdfItem[]): PdfLine[] {
@@ -910,10 +918,13 @@ function pdfPagesToBlocks(pages: PdfItem[][]): Block[] {
   const blocks: Block[] = [];
   pageLines.forEach((lines, p) => {
     const page = p + 1;
+    // Line spacing of body text on this page (headings' gaps would inflate it).
     const gaps: number[] = [];
     for (let i = 1; i < lines.length; i++) {
-      const gap = lines[i - 1]!.y - lines[i]!.y;
-      if (gap > 0) gaps.push(gap);
+      const a = lines[i - 1]!;
+      const b = lines[i]!;
+      const gap = a.y - b.y;
+      if (gap > 0 && !isHeadingSize(a.size) && !isHeadingSize(b.size)) gaps.push(gap);
     }
     const leading = median(gaps) || bodySize * 1.2;
     let para: string[] = [];
