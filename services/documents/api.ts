@@ -146,8 +146,8 @@ export function documentsApi(deps: AppDeps): Router {
     }
     if (upload.bytes.length === 0) throw new ValidationError('the document is empty');
     if (upload.bytes.length > deps.config.maxUploadBytes) throw new PayloadTooLargeError(`documents are limited to ${deps.config.maxUploadBytes} bytes`);
-    const format = sniffFormat(filename, upload.bytes);
-    if (!format) throw new UnsupportedMediaTypeError('supported documents: .txt, .md, .html, .pdf, .docx');
+    // Throws DocumentParseError (415/422) for what we cannot read, before anything is stored.
+    const format = sniffFormat(filename, upload.bytes, upload.contentType);
     // JSON uploads carry no media type of their own: name the one the content was detected as.
     if (!upload.contentType || upload.contentType === 'application/octet-stream' || req.is('application/json')) upload.contentType = MEDIA_TYPES[format];
 
