@@ -11,9 +11,11 @@ export interface Env {
   dataDir: string;
   databaseUrl: string | null;
   embeddedPgPort: number;
+  pgPoolMax: number;
   eventstoreUrl: string | null;
   kafkaBrokers: string | null;
   weaviateUrl: string | null;
+  weaviateGrpcPort: number;
   redisUrl: string | null;
   openai: { baseURL: string; apiKey: string; chatModel: string; embeddingModel: string | null } | null;
   modelDir: string;
@@ -78,9 +80,11 @@ export function loadEnv(e: NodeJS.ProcessEnv = process.env): Env {
     dataDir,
     databaseUrl: e.DATABASE_URL || null,
     embeddedPgPort: int(e.EMBEDDED_PG_PORT, 54329, 'EMBEDDED_PG_PORT'),
+    pgPoolMax: Math.max(2, int(e.PG_POOL_MAX, 16, 'PG_POOL_MAX')),
     eventstoreUrl: e.EVENTSTORE_URL || null,
     kafkaBrokers: e.KAFKA_BROKERS || null,
     weaviateUrl: e.WEAVIATE_URL || null,
+    weaviateGrpcPort: int(e.WEAVIATE_GRPC_PORT, 50051, 'WEAVIATE_GRPC_PORT'),
     redisUrl: e.REDIS_URL || null,
     openai,
     modelDir: resolve(e.MODEL_DIR || join(__dirname, '..', 'models', 'all-minilm-l6-v2-q')),

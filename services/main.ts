@@ -1,5 +1,33 @@
 import { ConfigError, loadEnv } from './config';
-import { startProduct } from './product';
+import { ALL_ROLES, PROJECTION_NAMES, type Roles, startProduct } from './product';
+
+/**
+ * `tsx services/main.ts [all | gateway | relay | projector [name ...] | indexer]`
+ * (npm start, start:gateway, start:relay, start:projector -- <name|all>).
+ */
+function rolesFrom(argv: string[]): Roles {
+  const [role = 'all', ...rest] = argv;
+  switch (role) {
+    case 'all':
+      return ALL_ROLES;
+    case 'gateway':
+      return { gateway: true, relay: false, projectors: [], indexer: false };
+    case 'relay':
+      return { gateway: false, relay: true, projectors: [], indexer: false };
+    case 'indexer':
+      return { gateway: false, relay: false, projectors: [], indexer: true };
+    case 'projector': {
+      const names = rest.length === 0 || rest.includes('all') ? 'all' : rest;
+      if (names !== 'all') {
+        for (const n of names) if (!(PROJECTION_NAMES as readonly string[]).includes(n) && n !== 'indexer') throw new Error(`unknown projection "${n}"; known: ${PROJECTION_NAMES.join(', ')}, indexer`);
+      }
+      // The indexing workers are the vector projection's writers: they run with `all` or `indexer`.
+      return { gateway: false, relay: false, projectors: names === 'all' ? 'all' : names.filter((n) => n !== 'indexer'), indexer: names === 'all' || names.includes('indexer') };
+    }
+    default:
+      throw new Error(`unknown role "${role}"; use all, gateway, relay, projector [names], indexer`);
+  }
+}
 
 async function main(): Promise<void> {
   let env;
@@ -12,15 +40,20 @@ async function main(): Promise<void> {
     }
     throw err;
   }
-  const product = await startProduct(env);
-  const server = await product.listen(env.port, env.host);
-  const addr = server.address();
-  const where = typeof addr === 'object' && addr ? `http://${addr.address}:${addr.port}` : String(addr);
-  if (env.adminTokenGenerated) {
-    // Printed once, to the terminal only (not the JSON log stream).
-    process.stdout.write(`\n  ADMIN_TOKEN was not set; operator token for this run:\n\n    ${env.config.adminToken}\n\n`);
+  const roles = rolesFrom(process.argv.slice(2));
+  const product = await startProduct(env, { roles });
+  if (roles.gateway) {
+    const server = await product.listen(env.port, env.host);
+    const addr = server.address();
+    const where = typeof addr === 'object' && addr ? `http://${addr.address}:${addr.port}` : String(addr);
+    if (env.adminTokenGenerated) {
+      // Printed once, to the terminal only (not the JSON log stream).
+      process.stdout.write(`\n  ADMIN_TOKEN was not set; operator token for this run:\n\n    ${env.config.adminToken}\n\n`);
+    }
+    process.stdout.write(`  tenant-rag listening on ${where}  (API docs: ${where}/docs)\n\n`);
+  } else {
+    process.stdout.write(`  tenant-rag ${process.argv.slice(2).join(' ')} running\n`);
   }
-  process.stdout.write(`  tenant-rag listening on ${where}  (API docs: ${where}/docs)\n\n`);
 
   let stopping = false;
   const shutdown = async (signal: string) => {

@@ -1,5 +1,8 @@
 import type { Server } from 'node:http';
+import { join } from 'node:path';
 import pino from 'pino';
+import { createKafkaBus } from '../infra/bus/kafka';
+import { type Relay, startRelay } from '../infra/bus/relay';
 import { createEmbedder } from '../infra/embeddings';
 import { createPostgresEventStore } from '../infra/eventstore/postgres';
 import { createOpenAIAnswerer } from '../infra/llm/openaiAnswerer';
@@ -9,16 +12,29 @@ import { createPool } from '../infra/postgres/pool';
 import { migratePlatform } from '../infra/postgres/schema';
 import { createEmbeddedIndex } from '../infra/vectors/embedded';
 import { catalogProjection } from '../projections/catalog/catalogProjection';
-import { startIndexer } from '../projections/index/indexer';
+import { startIndexer, type Indexer } from '../projections/index/indexer';
 import { platformProjection } from '../projections/platform/platformProjection';
-import { type RunningProjection, startProjection } from '../projections/runner';
+import { type Projection, type RunningProjection, startKafkaProjection, startProjection, watchProjection } from '../projections/runner';
 import { createExtractiveAnswerer } from './ask/extractive';
 import type { Env } from './config';
+import type { EventBus } from './core/eventBus';
+import type { EventStore } from './core/eventStore';
 import { createApp } from './gateway/app';
 import type { AppDeps } from './gateway/context';
-import { createMemoryIdempotencyStore } from './gateway/idempotency';
-import { createMemoryRateLimiter } from './gateway/rateLimit';
-import { join } from 'node:path';
+import { createMemoryIdempotencyStore, type IdempotencyStore } from './gateway/idempotency';
+import { createMemoryRateLimiter, type RateLimiter } from './gateway/rateLimit';
+import type { KnowledgeIndex } from './search/knowledgeIndex';
+
+/** Which parts of the product this process runs (all of them for `npm start`). */
+export interface Roles {
+  gateway: boolean;
+  relay: boolean;
+  /** Projections this process applies: names, or 'all'. */
+  projectors: string[] | 'all';
+  indexer: boolean;
+}
+export const ALL_ROLES: Roles = { gateway: true, relay: true, projectors: 'all', indexer: true };
+export const PROJECTION_NAMES = ['platform', 'catalog'] as const;
 
 export interface Product {
   app: ReturnType<typeof createApp>;
@@ -27,141 +43,196 @@ export interface Product {
   stop(): Promise<void>;
 }
 
-/** Composition root: wires adapters chosen by configuration into one running product. */
-export async function startProduct(env: Env, opts: { logger?: pino.Logger } = {}): Promise<Product> {
+/** Composition root: wires the adapters chosen by configuration into one running process. */
+export async function startProduct(env: Env, opts: { logger?: pino.Logger; roles?: Roles } = {}): Promise<Product> {
+  const roles = opts.roles ?? ALL_ROLES;
   const logger = opts.logger ?? pino({ level: env.logLevel, base: { service: 'tenant-rag' } });
   const log: AppDeps['log'] = (level, msg, extra) => logger[level](extra ?? {}, msg);
   const stops: (() => Promise<void>)[] = [];
+  const stopAll = async () => {
+    for (const stop of stops.reverse()) await stop().catch((err) => log('error', 'shutdown step failed', { error: (err as Error).message }));
+  };
 
-  let embedded: EmbeddedPostgres | null = null;
-  let databaseUrl = env.databaseUrl;
-  if (!databaseUrl) {
-    embedded = await startEmbeddedPostgres({ dataDir: join(env.dataDir, 'postgres'), port: env.embeddedPgPort, log: (m) => log('info', m) });
-    databaseUrl = embedded.url;
-    log('info', 'embedded PostgreSQL started', { port: embedded.port, dataDir: embedded.dataDir });
-  }
-  const pool = createPool(databaseUrl, { max: 16 });
-  stops.push(async () => {
-    await pool.end();
-    await embedded?.stop();
-  });
-  await migratePlatform(pool);
+  try {
+    // ---- PostgreSQL: read models, platform, content (and the event store unless EventStoreDB) ----
+    let embedded: EmbeddedPostgres | null = null;
+    let databaseUrl = env.databaseUrl;
+    if (!databaseUrl) {
+      embedded = await startEmbeddedPostgres({ dataDir: join(env.dataDir, 'postgres'), port: env.embeddedPgPort, log: (m) => log('info', m) });
+      databaseUrl = embedded.url;
+      stops.push(() => embedded!.stop());
+      log('info', 'embedded PostgreSQL started', { port: embedded.port, dataDir: embedded.dataDir });
+    }
+    const pool = createPool(databaseUrl, { max: env.pgPoolMax });
+    stops.push(() => pool.end());
+    await migratePlatform(pool);
 
-  const store = await createPostgresEventStore(pool);
-  stops.push(() => store.close());
-  const content = createPostgresContentStore(pool);
+    let store: EventStore;
+    if (env.eventstoreUrl) {
+      const { createEsdbEventStore } = await import('../infra/eventstore/esdb');
+      store = await createEsdbEventStore(env.eventstoreUrl);
+    } else {
+      store = await createPostgresEventStore(pool);
+    }
+    stops.push(() => store.close());
+    const content = createPostgresContentStore(pool);
 
-  const { embedder, degraded } = await createEmbedder({
-    openai: env.openai?.embeddingModel ? { baseURL: env.openai.baseURL, apiKey: env.openai.apiKey, model: env.openai.embeddingModel } : undefined,
-    modelDir: env.modelDir,
-    workers: env.embedWorkers,
-    threads: env.embedThreads,
-    batchSize: env.embedBatch,
-    log: (level, msg) => log(level, msg),
-  });
-  stops.push(() => embedder.close());
-  if (degraded) log('warn', degraded);
-  log('info', 'embedder ready', { embedder: embedder.id, semantic: embedder.semantic });
+    // ---- models ----
+    const { embedder, degraded } = await createEmbedder({
+      openai: env.openai?.embeddingModel ? { baseURL: env.openai.baseURL, apiKey: env.openai.apiKey, model: env.openai.embeddingModel } : undefined,
+      modelDir: env.modelDir,
+      workers: env.embedWorkers,
+      threads: env.embedThreads,
+      batchSize: env.embedBatch,
+      log: (level, msg) => log(level, msg),
+    });
+    stops.push(() => embedder.close());
+    if (degraded) log('warn', degraded);
+    log('info', 'embedder ready', { embedder: embedder.id, semantic: embedder.semantic });
+    const answerer = env.openai
+      ? createOpenAIAnswerer({ baseURL: env.openai.baseURL, apiKey: env.openai.apiKey, model: env.openai.chatModel, timeoutMs: 60_000, maxRetries: 2 })
+      : createExtractiveAnswerer();
 
-  const index = createEmbeddedIndex(pool, { embedderId: () => embedder.id });
-  const answerer = env.openai
-    ? createOpenAIAnswerer({ baseURL: env.openai.baseURL, apiKey: env.openai.apiKey, model: env.openai.chatModel, timeoutMs: 60_000, maxRetries: 2 })
-    : createExtractiveAnswerer();
-  const limiter = createMemoryRateLimiter();
+    // ---- vectors, rate limits, idempotency ----
+    let index: KnowledgeIndex;
+    if (env.weaviateUrl) {
+      const { createWeaviateIndex } = await import('../infra/vectors/weaviate');
+      index = await createWeaviateIndex({ url: env.weaviateUrl, grpcPort: env.weaviateGrpcPort, pool, embedderId: () => embedder.id, dimensions: embedder.dimensions });
+    } else {
+      index = createEmbeddedIndex(pool, { embedderId: () => embedder.id });
+    }
+    stops.push(() => index.close());
+    let limiter: RateLimiter = createMemoryRateLimiter();
+    let idempotency: IdempotencyStore = createMemoryIdempotencyStore();
+    let redisPing: (() => Promise<unknown>) | null = null;
+    if (env.redisUrl) {
+      const { connectRedis } = await import('../infra/redis/client');
+      const { createRedisRateLimiter } = await import('../infra/redis/rateLimiter');
+      const { createRedisIdempotencyStore } = await import('../infra/redis/idempotencyStore');
+      const redis = await connectRedis(env.redisUrl);
+      stops.push(async () => void (await redis.quit()));
+      limiter = createRedisRateLimiter(redis);
+      idempotency = createRedisIdempotencyStore(redis);
+      redisPing = () => redis.ping();
+    }
 
-  const tenantListeners: ((tenantId: string) => void)[] = [];
-  const indexer = startIndexer(
-    { pool, content, index, embedder },
-    { concurrency: env.indexConcurrency, embedBatch: Math.max(env.embedBatch, 16) * 4, maxTokens: 256, overlapTokens: 32, leaseMs: 10 * 60_000, maxAttempts: 3, log },
-  );
-  const projections: Record<string, RunningProjection> = {
-    platform: startProjection(
-      store,
-      pool,
-      platformProjection({
+    // ---- bus: in-process (projections read the store) or Kafka (relay + consumer groups) ----
+    let bus: EventBus | null = null;
+    if (env.kafkaBrokers) {
+      bus = await createKafkaBus({ brokers: env.kafkaBrokers.split(',').map((b) => b.trim()).filter(Boolean), log });
+      stops.push(() => bus!.close());
+    }
+    let relay: Relay | null = null;
+    if (bus && roles.relay) {
+      relay = startRelay(store, pool, bus, { log });
+      stops.push(() => relay!.stop());
+    }
+
+    // ---- projections and indexing workers ----
+    let indexer: Indexer | null = null;
+    const tenantListeners: ((tenantId: string) => void)[] = [];
+    const definitions: Record<string, Projection> = {
+      platform: platformProjection({
         onTenantChanged: (t) => tenantListeners.forEach((l) => l(t)),
+        onTenantProvisioned: (t) => void index.ensureTenant(t).catch((err) => log('error', 'vector tenant creation failed', { tenantId: t, error: (err as Error).message })),
         onTenantDeleted: (t) => {
           void index.dropTenant(t);
           void content.deleteTenant(t);
           void limiter.forgetPrefix(`tr:${t}:`);
         },
       }),
-      { log },
-    ),
-    catalog: startProjection(store, pool, catalogProjection({ onEnqueued: () => indexer.wake(), onDeleted: (t, d) => void index.forgetDocument(t, d) }), { log }),
-  };
-  stops.unshift(async () => {
-    await indexer.stop();
-    await Promise.all(Object.values(projections).map((p) => p.stop()));
-  });
-
-  const deps: AppDeps = {
-    config: env.config,
-    store,
-    pool,
-    content,
-    index,
-    embedder,
-    embedderDegraded: degraded,
-    answerer,
-    limiter,
-    idempotency: createMemoryIdempotencyStore(),
-    projections,
-    now: () => new Date(),
-    onTenantChanged: () => undefined,
-    log,
-    readiness: async () => {
-      const check = async (adapter: string, fn: () => Promise<unknown>) => {
-        try {
-          await fn();
-          return { ok: true, adapter };
-        } catch (err) {
-          return { ok: false, adapter, detail: (err as Error).message };
-        }
-      };
-      const proj = Object.fromEntries(
-        Object.values(projections).map((p) => {
-          const s = p.status();
-          return [`projection:${s.name}`, { ok: s.state !== 'failed', adapter: `v${s.version} ${s.state}`, detail: s.error ?? `position ${s.position || '0'}` }];
-        }),
+      catalog: catalogProjection({ onEnqueued: () => indexer?.wake(), onDeleted: (t, d) => void index.forgetDocument(t, d) }),
+    };
+    if (roles.indexer) {
+      indexer = startIndexer(
+        { pool, content, index, embedder },
+        { concurrency: env.indexConcurrency, embedBatch: Math.max(env.embedBatch, 16) * 4, maxTokens: 256, overlapTokens: 32, leaseMs: 10 * 60_000, maxAttempts: 3, log },
       );
-      return {
-        postgres: await check(embedded ? 'embedded-postgres' : 'postgres (DATABASE_URL)', () => pool.query('SELECT 1')),
-        event_store: await check(store.kind, () => store.ping()),
-        vector_index: await check(index.kind, () => index.ping()),
-        bus: { ok: true, adapter: 'in-process (store subscription)' },
-        rate_limiter: { ok: true, adapter: limiter.kind },
-        embedder: { ok: true, adapter: embedder.id, ...(degraded ? { detail: degraded } : {}) },
-        answerer: { ok: true, adapter: answerer.id },
-        ...proj,
-      };
-    },
-  };
-  const app = createApp(deps);
-  // createApp wraps onTenantChanged with its auth-cache invalidation; projections call the result.
-  tenantListeners.push((t) => deps.onTenantChanged(t));
+      stops.push(() => indexer!.stop());
+    }
+    const projections: Record<string, RunningProjection> = {};
+    for (const name of PROJECTION_NAMES) {
+      const def = definitions[name]!;
+      const local = roles.projectors === 'all' || roles.projectors.includes(name);
+      if (!local) projections[name] = watchProjection(pool, def, bus ? 'kafka' : 'store');
+      else if (bus) projections[name] = await startKafkaProjection(bus, pool, def, { log });
+      else projections[name] = startProjection(store, pool, def, { log });
+      stops.push(() => projections[name]!.stop());
+    }
 
-  let server: Server | null = null;
-  return {
-    app,
-    deps,
-    listen(port, host) {
-      return new Promise((resolve, reject) => {
-        const s = app.listen(port, host, () => resolve(s));
-        s.on('error', reject);
-        server = s;
-      });
-    },
-    async stop() {
-      if (server) {
-        const s = server as Server;
-        await new Promise<void>((resolve) => {
-          s.close(() => resolve());
-          s.closeIdleConnections?.();
-          setTimeout(() => s.closeAllConnections?.(), 5000).unref();
+    const deps: AppDeps = {
+      config: env.config,
+      store,
+      pool,
+      content,
+      index,
+      embedder,
+      embedderDegraded: degraded,
+      answerer,
+      limiter,
+      idempotency,
+      projections,
+      now: () => new Date(),
+      onTenantChanged: () => undefined,
+      log,
+      readiness: async () => {
+        const check = async (adapter: string, fn: () => Promise<unknown>) => {
+          try {
+            await fn();
+            return { ok: true, adapter };
+          } catch (err) {
+            return { ok: false, adapter, detail: (err as Error).message };
+          }
+        };
+        const proj = Object.fromEntries(
+          Object.values(projections).map((p) => {
+            const s = p.status();
+            return [`projection:${s.name}`, { ok: s.state !== 'failed', adapter: `v${s.version} ${s.source} ${s.state}`, detail: s.error ?? `position ${s.position || '0'}` }];
+          }),
+        );
+        return {
+          postgres: await check(embedded ? 'embedded-postgres' : 'postgres (DATABASE_URL)', () => pool.query('SELECT 1')),
+          event_store: await check(store.kind, () => store.ping()),
+          vector_index: await check(index.kind, () => index.ping()),
+          bus: bus ? await check('kafka', () => bus!.ping()) : { ok: true, adapter: 'in-process (store subscription)' },
+          ...(relay ? { relay: { ok: relay.status().error === null, adapter: relay.status().active ? 'kafka relay (active)' : 'kafka relay (standby)', detail: `position ${relay.status().position || '0'}` } } : {}),
+          rate_limiter: redisPing ? await check('redis', redisPing) : { ok: true, adapter: limiter.kind },
+          idempotency: { ok: true, adapter: idempotency.kind },
+          embedder: { ok: true, adapter: embedder.id, ...(degraded ? { detail: degraded } : {}) },
+          answerer: { ok: true, adapter: answerer.id },
+          ...proj,
+        };
+      },
+    };
+    const app = createApp(deps);
+    // createApp wraps onTenantChanged with its auth-cache invalidation; projections call the result.
+    tenantListeners.push((t) => deps.onTenantChanged(t));
+
+    let server: Server | null = null;
+    return {
+      app,
+      deps,
+      listen(port, host) {
+        return new Promise((resolve, reject) => {
+          const s = app.listen(port, host, () => resolve(s));
+          s.on('error', reject);
+          server = s;
         });
-      }
-      for (const stop of stops) await stop().catch((err) => log('error', 'shutdown step failed', { error: (err as Error).message }));
-    },
-  };
+      },
+      async stop() {
+        if (server) {
+          const s = server as Server;
+          await new Promise<void>((resolve) => {
+            s.close(() => resolve());
+            s.closeIdleConnections?.();
+            setTimeout(() => s.closeAllConnections?.(), 5000).unref();
+          });
+        }
+        await stopAll();
+      },
+    };
+  } catch (err) {
+    await stopAll();
+    throw err;
+  }
 }

@@ -43,6 +43,12 @@ export interface EmbeddedPostgresOptions {
   database?: string;
   /** Extra server settings passed as `-c name=value` (e.g. `{ max_connections: '200' }`). */
   settings?: Record<string, string>;
+  /**
+   * Default true. False for throwaway clusters (tests): initdb skips its final sync and the
+   * server runs with fsync, full_page_writes and synchronous_commit off. A crash of the machine
+   * can then corrupt the cluster, so never for data that must survive.
+   */
+  durable?: boolean;
 }
 
 export interface EmbeddedPostgres {
@@ -96,7 +102,7 @@ export async function startEmbeddedPostgres(opts: EmbeddedPostgresOptions): Prom
 
   await prepareDataDir(dataDir, runAs, log);
   if (!existsSync(join(dataDir, 'PG_VERSION'))) {
-    await initCluster(bin, dataDir, runAs, log);
+    await initCluster(bin, dataDir, runAs, log, opts.durable ?? true);
   }
   const password = await readPassword(dataDir);
   await handleLeftoverServer(bin, dataDir, runAs, log);
@@ -107,6 +113,7 @@ export async function startEmbeddedPostgres(opts: EmbeddedPostgresOptions): Prom
     // TCP only: a socket path under a long data dir can exceed the 107-byte limit, and nothing here
     // connects over a Unix socket.
     unix_socket_directories: '',
+    ...(opts.durable === false ? { fsync: 'off', full_page_writes: 'off', synchronous_commit: 'off' } : {}),
     ...opts.settings,
   };
   const serverArgs = [`-p ${Number(opts.port)}`, ...Object.entries(settings).map(([k, v]) => `-c ${k}=${shellQuote(v)}`)];
@@ -206,7 +213,7 @@ async function chownTree(path: string, runAs: RunAs): Promise<void> {
   for (const entry of await readdir(path)) await chownTree(join(path, entry), runAs);
 }
 
-async function initCluster(bin: string, dataDir: string, runAs: RunAs | null, log: (m: string) => void): Promise<void> {
+async function initCluster(bin: string, dataDir: string, runAs: RunAs | null, log: (m: string) => void, durable: boolean): Promise<void> {
   const leftovers = (await readdir(dataDir)).filter((f) => f !== 'lost+found');
   if (leftovers.length > 0) {
     throw new Error(
@@ -236,6 +243,7 @@ async function initCluster(bin: string, dataDir: string, runAs: RunAs | null, lo
         '--encoding', 'UTF8',
         '--locale', bestLocale(),
         '--no-instructions',
+        ...(durable ? [] : ['--no-sync']),
       ],
       runAs,
     );

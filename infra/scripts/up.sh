@@ -53,7 +53,7 @@ apt_install_once() {
   [ -f "$APT_UPDATED_FLAG" ] && _TR_APT_UPDATED=1
   apt_install "$@"; local rc=$?
   [ "$_TR_APT_UPDATED" -eq 1 ] && : >"$APT_UPDATED_FLAG"
-  return $rc
+  return "$rc"
 }
 
 # port_free_or_fail <svc> <port>: before a start, the port must not be taken by someone else.
@@ -353,6 +353,7 @@ up_weaviate() {
     RAFT_PORT="$WEAVIATE_RAFT_PORT" RAFT_INTERNAL_RPC_PORT="$WEAVIATE_RAFT_RPC_PORT" \
     RAFT_JOIN="node1:$WEAVIATE_RAFT_RPC_PORT" RAFT_BOOTSTRAP_EXPECT=1 RAFT_TIMEOUTS_MULTIPLIER=1 \
     GRPC_PORT="$WEAVIATE_GRPC_PORT" LOG_LEVEL=info LOG_FORMAT=text \
+    GOMEMLIMIT="${TENANT_RAG_WEAVIATE_GOMEMLIMIT:-1536MiB}" \
     "$WEAVIATE_BIN" --host 127.0.0.1 --port "$WEAVIATE_PORT" --scheme http)
   # `env` execs the server, so the pid is weaviate-server's.
   TR_WAIT_PID=$pid wait_until 60 weaviate check_weaviate || { tail -n 10 "$WEAVIATE_DIR/weaviate.log" >&2; return 1; }

@@ -17,6 +17,7 @@ export function catalogProjection(hooks: { onEnqueued?(): void; onDeleted?(tenan
   return {
     name: 'catalog',
     version: 1,
+    categories: ['document'],
     canHandle: (type) => TYPES.has(type),
     async apply(client: PoolClient, recorded: RecordedEvent) {
       const event = upcast(recorded) as DocumentEvent;

@@ -86,6 +86,7 @@ export function startIndexer(deps: { pool: Pool; content: ContentStore; index: K
   }
 
   async function run(job: Job): Promise<void> {
+    await index.ensureTenant(job.tenant_id);
     const bytes = await content.get(job.tenant_id, job.sha256);
     if (!bytes) return fail(job, 'the document content is no longer available');
     let parsed;

@@ -14,6 +14,8 @@ const TYPES = new Set<string>([
 export interface PlatformHooks {
   /** Called after commit for tenants whose state changed, so caches (auth, rate limits) refresh. */
   onTenantChanged?(tenantId: string): void;
+  /** Called after commit when a tenant was provisioned: create its vector shard. */
+  onTenantProvisioned?(tenantId: string): void;
   /** Called after commit when a tenant was deleted: drop its vectors, Redis keys, content. */
   onTenantDeleted?(tenantId: string): void;
 }
@@ -26,6 +28,7 @@ export function platformProjection(hooks: PlatformHooks = {}): Projection {
   return {
     name: 'platform',
     version: 1,
+    categories: ['tenant'],
     canHandle: (type) => TYPES.has(type),
     async apply(client: PoolClient, recorded: RecordedEvent) {
       const event = upcast(recorded) as TenantEvent;
@@ -96,6 +99,7 @@ export function platformProjection(hooks: PlatformHooks = {}): Projection {
       for (const e of events) {
         if (!TYPES.has(e.type)) continue;
         hooks.onTenantChanged?.(e.metadata.tenantId);
+        if (e.type === 'TenantProvisioned') hooks.onTenantProvisioned?.(e.metadata.tenantId);
         if (e.type === 'TenantDeleted') hooks.onTenantDeleted?.(e.metadata.tenantId);
       }
     },

@@ -16,7 +16,7 @@ export const EXTRACTIVE_MODEL = 'extractive-v1';
 export interface ExtractiveAnswererOptions {
   /** At most this many sentences (1-3). Default 3. */
   maxSentences?: number;
-  /** A further sentence must score at least this fraction of the best one. Default 0.5. */
+  /** A further sentence must score at least this fraction of the best one. Default 0.6. */
   minRelativeScore?: number;
   /** Stop adding sentences past this many words. Default 120. */
   maxWords?: number;
@@ -46,13 +46,24 @@ function stem(word: string): string {
   return w;
 }
 
-/** Meaningful terms of a text, in order (stemmed, lowercase, stopwords and 1-letter words dropped). */
+const CJK = /[\p{Script=Han}\p{Script=Hiragana}\p{Script=Katakana}\p{Script=Hangul}]/u;
+
+/**
+ * Meaningful terms of a text, in order: lowercase and stemmed, without stopwords or one-letter
+ * words. Runs of CJK script, written without spaces, become overlapping character pairs.
+ */
 export function terms(text: string): string[] {
   const out: string[] = [];
   for (const m of text.toLowerCase().normalize('NFKC').matchAll(/[\p{L}\p{N}]+(?:['’][\p{L}]+)?/gu)) {
     const word = m[0].replace(/['’].*$/u, '');
+    if (CJK.test(word)) {
+      const chars = Array.from(word);
+      if (chars.length === 1) out.push(word);
+      for (let i = 1; i < chars.length; i++) out.push(chars[i - 1]! + chars[i]!);
+      continue;
+    }
     if (STOPWORDS.has(word)) continue;
-    if (word.length < 2 && !/\p{N}/u.test(word) && !/[\p{Script=Han}\p{Script=Hiragana}\p{Script=Katakana}\p{Script=Hangul}]/u.test(word)) continue;
+    if (word.length < 2 && !/\p{N}/u.test(word)) continue;
     out.push(stem(word));
   }
   return out;
@@ -87,7 +98,7 @@ export function extractAnswer(
   options: ExtractiveAnswererOptions = {},
 ): { answer: string; citations: number[] } {
   const maxSentences = Math.min(3, Math.max(1, options.maxSentences ?? 3));
-  const minRelative = options.minRelativeScore ?? 0.5;
+  const minRelative = options.minRelativeScore ?? 0.6;
   const maxWords = options.maxWords ?? 120;
   const none = { answer: NO_ANSWER, citations: [] };
 

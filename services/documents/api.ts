@@ -149,7 +149,7 @@ export function documentsApi(deps: AppDeps): Router {
     // Throws DocumentParseError (415/422) for what we cannot read, before anything is stored.
     const format = sniffFormat(filename, upload.bytes, upload.contentType);
     // JSON uploads carry no media type of their own: name the one the content was detected as.
-    if (!upload.contentType || upload.contentType === 'application/octet-stream' || req.is('application/json')) upload.contentType = MEDIA_TYPES[format];
+    if (!upload.contentType || upload.contentType === 'application/octet-stream' || req.is('application/json')) upload.contentType = MEDIA_TYPES[format] ?? 'text/plain';
 
     // Quotas are checked against the catalog read model (eventually consistent by design).
     const quota = await deps.pool.query<{ quotas: { maxDocuments: number; maxBytes: number } }>('SELECT quotas FROM platform.tenants WHERE tenant_id = $1', [p.tenantId]);
@@ -171,7 +171,7 @@ export function documentsApi(deps: AppDeps): Router {
         s,
       ),
     );
-    await waitForProjections(deps, result.position, ['catalog']);
+    await waitForProjections(deps, result.position, ['catalog'], p.tenantId);
     const unchanged = result.events.length === 0;
     res.status(unchanged ? 200 : 202).location(`/v1/documents/${documentId}`).json({
       id: documentId,
@@ -221,7 +221,7 @@ export function documentsApi(deps: AppDeps): Router {
     const result = await handle(deps.store, streamId('document', p.tenantId, id), documentAggregate, commandContext(req, deps), (s) =>
       decide({ type: 'DeleteDocument', data: { documentId: id, actor: p.actor, role: p.role } }, s),
     );
-    await waitForProjections(deps, result.position, ['catalog']);
+    await waitForProjections(deps, result.position, ['catalog'], p.tenantId);
     res.status(204).end();
   });
 

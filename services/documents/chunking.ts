@@ -75,19 +75,35 @@ function logicalLines(segment: string): string[] {
   return out;
 }
 
+function isSpace(code: number): boolean {
+  return (
+    code === 32 || (code >= 9 && code <= 13) || code === 0xa0 ||
+    (code >= 0x2000 && (code <= 0x200a || code === 0x2028 || code === 0x2029 || code === 0x202f || code === 0x205f || code === 0x3000))
+  );
+}
+
+function isLowercaseAt(text: string, i: number): boolean {
+  const code = text.charCodeAt(i);
+  if (code < 128) return code >= 97 && code <= 122;
+  return /^\p{Ll}/u.test(text.slice(i, i + 2));
+}
+
 function splitProse(text: string, out: string[]): void {
   let start = 0;
   SENTENCE_END.lastIndex = 0;
   for (let m = SENTENCE_END.exec(text); m; m = SENTENCE_END.exec(text)) {
     const end = m.index + m[0].length;
     let next = end;
-    while (next < text.length && /\s/.test(text[next]!)) next++;
+    while (next < text.length && isSpace(text.charCodeAt(next))) next++;
     if (next >= text.length) break;
-    const cjk = /^[。！？]/u.test(m[0]);
+    const first = m[0].charCodeAt(0);
+    const cjk = first === 0x3002 || first === 0xff01 || first === 0xff1f;
     if (!cjk) {
-      if (/^\p{Ll}/u.test(text[next]!)) continue;
-      if (/^\.["'”’»)\]]*$/u.test(m[0])) {
-        const word = /(\S+)$/.exec(text.slice(Math.max(start, m.index - 24), m.index))?.[1]?.replace(/^[("'“‘[]+/u, '');
+      if (isLowercaseAt(text, next)) continue;
+      if (first === 46 /* . */ && (m[0].length === 1 || /^\.["'”’»)\]]+$/u.test(m[0]))) {
+        let from = m.index;
+        while (from > start && m.index - from < 24 && !isSpace(text.charCodeAt(from - 1))) from--;
+        const word = text.slice(from, m.index).replace(/^[("'“‘[]+/u, '');
         if (word && (ABBREVIATIONS.has(word.toLowerCase()) || /^\p{Lu}$/u.test(word) || /^(?:\p{L}\.)+\p{L}$/u.test(word))) continue;
       }
     }
@@ -230,6 +246,9 @@ export function chunkDocument(doc: ParsedDocument, opts: ChunkOptions): Chunk[] 
     curHasContent = false;
   };
 
+  // Generous: a token is rarely longer than 16 characters.
+  const overlapChars = Math.max(256, overlapTokens * 16);
+
   /** Whole sentences from the end of the previous chunk, when `next` continues its section. */
   const overlapFor = (next: Unit, room: number): Unit[] => {
     if (overlapTokens <= 0) return [];
@@ -241,7 +260,10 @@ export function chunkDocument(doc: ParsedDocument, opts: ChunkOptions): Chunk[] 
     for (let i = previous.length - 1; i >= 0; i--) {
       const src = previous[i]!;
       if (src.pathKey !== next.pathKey || (src.kind !== 'paragraph' && src.kind !== 'list')) break;
-      const sentences = splitSentences(src.text);
+      // Only the tail can be repeated: split just enough of it (its first sentence may be cut).
+      const from = Math.max(0, src.text.length - overlapChars);
+      const sentences = splitSentences(src.text.slice(from));
+      if (from > 0) sentences.shift();
       const joiner: Joiner = src.kind === 'list' ? '\n' : ' ';
       const taken: string[] = [];
       let takenCost = 0;
@@ -255,7 +277,7 @@ export function chunkDocument(doc: ParsedDocument, opts: ChunkOptions): Chunk[] 
       }
       if (taken.length === 0) break;
       picked.unshift({ ...src, text: taken.join(joiner), cost: takenCost, overlap: true, heading: false });
-      if (taken.length < sentences.length) break;
+      if (from > 0 || taken.length < sentences.length) break;
     }
     return picked;
   };

@@ -234,14 +234,17 @@ describe('chunkDocument', () => {
     const doc = await parseDocument({ filename: 'big.md', bytes: Buffer.from(parts.join('\n\n')) });
 
     const o = opts({ maxTokens: 256, overlapTokens: 32, countTokens: approxTokens });
+    // CPU time, not wall time: other processes on a shared 2-core machine must not fail this test.
     const started = performance.now();
+    const cpuBefore = process.cpuUsage();
     const chunks = chunkDocument(doc, o);
-    const elapsed = performance.now() - started;
+    const cpu = process.cpuUsage(cpuBefore);
+    const cpuMs = (cpu.user + cpu.system) / 1000;
+    const wallMs = performance.now() - started;
     // eslint-disable-next-line no-console
-    console.log(`chunked 10 MiB of Markdown (${doc.blocks.length} blocks) into ${chunks.length} chunks in ${elapsed.toFixed(0)} ms`);
-    expect(elapsed).toBeLessThan(2000);
-    expectWithinBudget(chunks, o);
-    expect(chunks.map((c) => c.index)).toEqual(chunks.map((_, i) => i));
-    expect(chunks.every((c) => c.headingPath[0]?.startsWith('Chapter'))).toBe(true);
+    console.log(`chunked 10 MiB of Markdown (${doc.blocks.length} blocks) into ${chunks.length} chunks: ${cpuMs.toFixed(0)} ms CPU, ${wallMs.toFixed(0)} ms wall`);
+    expect(cpuMs).toBeLessThan(2000);
+    expect(chunks.filter((c) => approxTokens(embeddingText(c)) > 256 || c.tokenCount !== approxTokens(c.text))).toEqual([]);
+    expect(chunks.every((c, i) => c.index === i && c.headingPath[0]?.startsWith('Chapter'))).toBe(true);
   });
 });

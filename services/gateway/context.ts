@@ -59,8 +59,9 @@ export function commandContext(req: Request, deps: AppDeps, tenantId?: string, a
 }
 
 /** Wait (bounded) until the named projections have processed `position`. */
-export async function waitForProjections(deps: AppDeps, position: GlobalPosition | null, names: string[], timeoutMs?: number): Promise<boolean> {
+export async function waitForProjections(deps: AppDeps, position: GlobalPosition | null, names: string[], tenantId?: string): Promise<boolean> {
   if (!position) return true;
-  const results = await Promise.all(names.map((n) => deps.projections[n]?.waitFor(position, timeoutMs ?? deps.config.consistencyWaitMs) ?? Promise.resolve(true)));
+  const timeoutMs = deps.config.consistencyWaitMs;
+  const results = await Promise.all(names.map((n) => deps.projections[n]?.waitFor(position, timeoutMs, tenantId) ?? Promise.resolve(true)));
   return results.every(Boolean);
 }

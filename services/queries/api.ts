@@ -49,7 +49,7 @@ export function queriesApi(deps: AppDeps): Router {
   r.post('/v1/search', requireRole('viewer'), async (req, res) => {
     const p = principalOf(req);
     const body = parseBody(searchSchema, req.body);
-    if (body.min_position) await waitForProjections(deps, body.min_position, ['catalog']);
+    if (body.min_position) await waitForProjections(deps, body.min_position, ['catalog'], p.tenantId);
     const hits = await search(deps, p.tenantId, { query: body.query, topK: body.top_k, mode: body.mode, documentId: body.document_id });
     res.json({ query: body.query, mode: body.mode, results: hits.map((h) => hitView(h)) });
   });
@@ -57,7 +57,7 @@ export function queriesApi(deps: AppDeps): Router {
   r.post('/v1/ask', requireRole('viewer'), async (req, res) => {
     const p = principalOf(req);
     const body = parseBody(askSchema, req.body);
-    if (body.min_position) await waitForProjections(deps, body.min_position, ['catalog']);
+    if (body.min_position) await waitForProjections(deps, body.min_position, ['catalog'], p.tenantId);
     const hits = await search(deps, p.tenantId, { query: body.question, topK: body.top_k, mode: body.mode, documentId: body.document_id });
     const passages: Passage[] = hits.map((h) => ({
       documentId: h.documentId,

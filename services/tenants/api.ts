@@ -49,7 +49,7 @@ export function tenantsApi(deps: AppDeps): { operatorAndLogin: Router; tenant: R
   const operator = requireOperator(deps.config.adminToken);
   const tenantCmd = async (req: import('express').Request, tenantId: string, actor: string, command: TenantCommand) => {
     const result = await handle(deps.store, streamId('tenant', tenantId), tenantAggregate, commandContext(req, deps, tenantId, actor), (s) => decide(command, s));
-    await waitForProjections(deps, result.position, ['platform']);
+    await waitForProjections(deps, result.position, ['platform'], tenantId);
     deps.onTenantChanged(tenantId);
     return result;
   };
@@ -65,7 +65,7 @@ export function tenantsApi(deps: AppDeps): { operatorAndLogin: Router; tenant: R
       type: 'ProvisionTenant',
       data: { tenantId, name: body.name, slug: body.slug, quotas, rateLimit, owner: { userId: randomUUID(), email: body.owner.email, passwordHash } },
     });
-    const ready = await waitForProjections(deps, result.position, ['platform', 'catalog']);
+    const ready = await waitForProjections(deps, result.position, ['platform'], tenantId);
     res.status(ready ? 201 : 202).location(`/v1/tenants/${tenantId}`).json({
       id: tenantId,
       slug: body.slug,

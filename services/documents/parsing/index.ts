@@ -550,7 +550,8 @@ export function htmlToBlocks(html: string): Block[] {
           if (heading) heading.text += ' ';
           else inline += '\n';
         } else if (BLOCK_ELEMENTS.has(name) || level !== undefined || name === 'pre') {
-          if (!heading) flushInline();
+          if (heading) heading.text += ' ';
+          else flushInline();
         } else if (name === 'img' && attribs.alt) {
           // Alt text is what a reader of the page is told the image says.
           const alt = ` ${attribs.alt} `;
@@ -604,7 +605,8 @@ export function htmlToBlocks(html: string): Block[] {
             tableRows = [];
           }
         } else if (BLOCK_ELEMENTS.has(name) || name === 'li' || name === 'td' || name === 'th' || name === 'tr') {
-          if (!heading) flushInline();
+          if (heading) (heading as { text: string }).text += ' ';
+          else flushInline();
         }
       },
     },
@@ -815,6 +817,9 @@ function extractPdfItems(bytes: Buffer, timeoutMs: number): Promise<PdfWorkerRes
       stdout: true,
       stderr: true,
     });
+    // pdf.js is told to be silent; drain anything it prints rather than interleave it with our logs.
+    worker.stdout.resume();
+    worker.stderr.resume();
     let settled = false;
     const finish = (fn: () => void): void => {
       if (settled) return;

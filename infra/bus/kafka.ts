@@ -1,0 +1,147 @@
+import { CompressionTypes, Kafka, logLevel, type Consumer, type IHeaders, type Producer } from 'kafkajs';
+import { kafkaKey, parseStreamId, topicFor } from '../../contracts/naming';
+import type { BusSubscription, EventBus } from '../../services/core/eventBus';
+import type { RecordedEvent } from '../../services/core/eventStore';
+
+/** Stream categories that have a topic (one topic per category). */
+export const CATEGORIES = ['tenant', 'security', 'document', 'activity'] as const;
+
+export interface KafkaBusOptions {
+  brokers: string[];
+  clientId?: string;
+  /** Partitions per topic: a tenant always maps to one partition, so its events stay ordered. */
+  partitions?: number;
+  log?: (level: 'info' | 'warn' | 'error', msg: string, extra?: Record<string, unknown>) => void;
+}
+
+interface WireEvent {
+  eventId: string;
+  type: string;
+  data: unknown;
+  metadata: RecordedEvent['metadata'];
+  streamId: string;
+  streamPosition: string;
+  position: string;
+  recordedAt: string;
+}
+
+export function toMessage(e: RecordedEvent) {
+  const tenantId = parseStreamId(e.streamId).tenantId ?? e.metadata.tenantId;
+  const wire: WireEvent = {
+    eventId: e.eventId,
+    type: e.type,
+    data: e.data,
+    metadata: e.metadata,
+    streamId: e.streamId,
+    streamPosition: e.streamPosition.toString(),
+    position: e.position,
+    recordedAt: e.recordedAt.toISOString(),
+  };
+  const headers: IHeaders = {
+    'event-id': e.eventId,
+    'event-type': e.type,
+    'tenant-id': tenantId,
+    'schema-version': String(e.metadata.schemaVersion ?? 1),
+    'stream-id': e.streamId,
+    position: e.position,
+    'correlation-id': e.metadata.correlationId ?? '',
+    'causation-id': e.metadata.causationId ?? '',
+  };
+  return { key: kafkaKey(tenantId), value: JSON.stringify(wire), headers };
+}
+
+export function fromMessage(value: Buffer | null): RecordedEvent | null {
+  if (!value) return null;
+  const w = JSON.parse(value.toString('utf8')) as WireEvent;
+  return {
+    eventId: w.eventId,
+    type: w.type,
+    data: w.data,
+    metadata: w.metadata,
+    streamId: w.streamId,
+    streamPosition: BigInt(w.streamPosition),
+    position: w.position,
+    recordedAt: new Date(w.recordedAt),
+  };
+}
+
+export async function createKafkaBus(opts: KafkaBusOptions): Promise<EventBus> {
+  process.env.KAFKAJS_NO_PARTITIONER_WARNING ??= '1';
+  const log = opts.log ?? (() => undefined);
+  const kafka = new Kafka({
+    clientId: opts.clientId ?? 'tenant-rag',
+    brokers: opts.brokers,
+    logLevel: logLevel.NOTHING,
+    retry: { retries: 8, initialRetryTime: 200 },
+  });
+  const admin = kafka.admin();
+  await admin.connect();
+  const existing = new Set(await admin.listTopics());
+  const missing = CATEGORIES.map(topicFor).filter((t) => !existing.has(t));
+  if (missing.length) {
+    await admin.createTopics({ waitForLeaders: true, topics: missing.map((topic) => ({ topic, numPartitions: opts.partitions ?? 6, replicationFactor: -1 })) });
+  }
+
+  let producer: Producer | null = null;
+  const consumers = new Set<Consumer>();
+
+  return {
+    kind: 'kafka',
+    async publish(events) {
+      if (events.length === 0) return;
+      if (!producer) {
+        // Exactly-once per partition on the producer side, acks from all in-sync replicas,
+        // one request in flight so a retry can never reorder a tenant's events.
+        producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false });
+        await producer.connect();
+      }
+      const byTopic = new Map<string, ReturnType<typeof toMessage>[]>();
+      for (const e of events) {
+        const topic = topicFor(parseStreamId(e.streamId).category);
+        const list = byTopic.get(topic) ?? [];
+        list.push(toMessage(e));
+        byTopic.set(topic, list);
+      }
+      await producer.sendBatch({ acks: -1, compression: CompressionTypes.None, topicMessages: [...byTopic].map(([topic, messages]) => ({ topic, messages })) });
+    },
+    async subscribe(groupId, categories, handler): Promise<BusSubscription> {
+      const consumer = kafka.consumer({ groupId, maxWaitTimeInMs: 200, sessionTimeout: 30_000, heartbeatInterval: 3000, allowAutoTopicCreation: false });
+      consumers.add(consumer);
+      await consumer.connect();
+      await consumer.subscribe({ topics: categories.map(topicFor), fromBeginning: true });
+      await consumer.run({
+        autoCommit: false,
+        eachBatchAutoResolve: false,
+        eachBatch: async ({ batch, resolveOffset, heartbeat, commitOffsetsIfNecessary, isRunning, isStale }) => {
+          const events: RecordedEvent[] = [];
+          for (const m of batch.messages) {
+            const e = fromMessage(m.value);
+            if (e) events.push(e);
+          }
+          if (!isRunning() || isStale()) return;
+          // The read model and its checkpoint commit first; only then the Kafka offset.
+          await handler(events);
+          const last = batch.messages[batch.messages.length - 1];
+          if (last) resolveOffset(last.offset);
+          await commitOffsetsIfNecessary();
+          await heartbeat();
+        },
+      });
+      log('info', 'kafka consumer group joined', { groupId, categories });
+      return {
+        async stop() {
+          await consumer.disconnect();
+          consumers.delete(consumer);
+        },
+      };
+    },
+    async ping() {
+      await admin.describeCluster();
+    },
+    async close() {
+      for (const c of consumers) await c.disconnect().catch(() => undefined);
+      await producer?.disconnect().catch(() => undefined);
+      await admin.disconnect().catch(() => undefined);
+    },
+  };
+}

@@ -1,0 +1,364 @@
+import type { Pool } from 'pg';
+import weaviate, { Filters, configure, generateUuid5, type Collection, type FilterValue, type WeaviateClient } from 'weaviate-client';
+import { weaviateTenant } from '../../contracts/naming';
+import type { Candidate, IndexedChunk, KnowledgeIndex, SearchScope } from '../../services/search/knowledgeIndex';
+import { withTenant } from '../postgres/schema';
+import { createEmbeddedIndex } from './embedded';
+
+/**
+ * Weaviate knowledge index (production profile).
+ *
+ * Postgres stays the durable record of every chunk (text, provenance, embedding): the embedded
+ * index owns those rows and the document's `ready_version`, so read models can be rebuilt from
+ * Postgres and `hydrate()` needs no Weaviate round-trip. Weaviate holds a searchable copy:
+ * BM25 over the chunk text and HNSW over the vectors, in ONE multi-tenant collection where each
+ * of our tenants is one Weaviate tenant (its own shard on disk).
+ *
+ * Isolation: every data and query call goes through `shard(tenantId)`, a handle bound with
+ * `withTenant(weaviateTenant(tenantId))`. Weaviate refuses a query on a multi-tenant collection
+ * without a tenant, and with auto-creation off it refuses an unknown tenant, so neither a
+ * forgotten filter nor a forged id can reach (or conjure) another tenant's shard.
+ *
+ * Consistency: Weaviate has no transactions. Object ids are uuidv5 of (tenant, document, version,
+ * chunk), so a redelivered stage overwrites the same objects. A staged version may be visible in
+ * Weaviate before `activate()` makes it the document's `ready_version` in Postgres (and stale
+ * objects may linger for a moment after), so every search drops candidates whose version is not
+ * the ready one before it cuts the list to topK.
+ */
+
+/** Properties of one object; the vector is the chunk's embedding. */
+type ChunkProps = {
+  documentId: string;
+  version: number;
+  chunkIndex: number;
+  text: string;
+  embedderId: string;
+};
+
+export type WeaviateKnowledgeIndex = KnowledgeIndex & {
+  /**
+   * Keyword and vector search fused by Weaviate in one round-trip (see HYBRID_FUSION), for the
+   * search service to use instead of its own two queries plus RRF when this adapter is active.
+   */
+  hybrid(tenantId: string, query: string, vector: Float32Array, scope: SearchScope): Promise<Candidate[]>;
+};
+
+export interface WeaviateIndexOptions {
+  /** HTTP endpoint, e.g. http://127.0.0.1:8080. gRPC is taken to be on the same host. */
+  url: string;
+  grpcPort: number;
+  pool: Pool;
+  /** Id of the embedder whose vectors queries are made with (vectors of other embedders are never mixed in). */
+  embedderId: () => string;
+  /** Length of every vector written or queried; a mismatch is a configuration error, reported as such. */
+  dimensions: number;
+  /** Default 'TenantChunk'. A change of embedding dimensions needs a new collection (HNSW fixes them per shard). */
+  collection?: string;
+  /** API key, for a Weaviate that requires authentication. */
+  apiKey?: string;
+}
+
+/**
+ * Relative-score fusion (Weaviate's default since 1.24): each side's scores are min-max
+ * normalised and summed with weights alpha / 1-alpha. Unlike ranked (reciprocal-rank) fusion it
+ * keeps how far apart results are, not just their order, and it yields scores in [0, 1].
+ */
+export const HYBRID_FUSION = 'RelativeScore' as const;
+/** Equal weight to keyword and vector evidence, like the embedded path's RRF of the two lists. */
+export const HYBRID_ALPHA = 0.5;
+
+/** Objects per insert request: keeps one gRPC message well under the server's size limit. */
+const INSERT_BATCH = 200;
+/** Weaviate's default QUERY_MAXIMUM_RESULTS; over-fetching never asks beyond it. */
+const MAX_RESULTS = 10_000;
+/** Rounds of widening the search when too many candidates were not of a ready version. */
+const MAX_ROUNDS = 3;
+
+const RETURN_PROPS: (keyof ChunkProps)[] = ['documentId', 'version', 'chunkIndex'];
+
+export async function createWeaviateIndex(opts: WeaviateIndexOptions): Promise<WeaviateKnowledgeIndex> {
+  const { pool, dimensions } = opts;
+  if (!Number.isInteger(dimensions) || dimensions <= 0) throw new Error(`weaviate index: dimensions must be a positive integer, got ${dimensions}`);
+  const collectionName = opts.collection ?? 'TenantChunk';
+  const endpoint = new URL(opts.url);
+  const secure = endpoint.protocol === 'https:';
+  const host = endpoint.hostname;
+  const httpPort = endpoint.port ? Number(endpoint.port) : secure ? 443 : 80;
+  const httpPath = endpoint.pathname.replace(/\/+$/, '');
+  const readyUrl = `${endpoint.origin}${httpPath}/v1/.well-known/ready`;
+
+  const client: WeaviateClient = await weaviate.connectToCustom({
+    httpHost: host,
+    httpPort,
+    httpSecure: secure,
+    ...(httpPath ? { httpPath } : {}),
+    grpcHost: host,
+    grpcPort: opts.grpcPort,
+    grpcSecure: secure,
+    ...(opts.apiKey ? { authCredentials: new weaviate.ApiKey(opts.apiKey) } : {}),
+    // Seconds. init bounds start-up against an unreachable server; the others bound stuck calls.
+    timeout: { init: 5, query: 30, insert: 90 },
+  });
+
+  let base: Collection<ChunkProps>;
+  try {
+    base = await ensureCollection(client, collectionName);
+  } catch (err) {
+    await client.close().catch(() => undefined);
+    throw err;
+  }
+
+  const inner = createEmbeddedIndex(pool, { embedderId: opts.embedderId });
+
+  /** The only way to reach objects: a handle bound to the tenant's shard. */
+  const shard = (tenantId: string) => base.withTenant(weaviateTenant(tenantId));
+
+  const objectId = (tenantId: string, documentId: string, version: number, chunkIndex: number) =>
+    generateUuid5(`${tenantId}/${documentId}/${version}/${chunkIndex}`);
+
+  const byDocument = (documentId: string) => base.filter.byProperty('documentId').equal(documentId);
+
+  function checkDimensions(v: Float32Array, what: string): void {
+    if (v.length !== dimensions) throw new Error(`weaviate index: ${what} has ${v.length} dimensions, the index is configured for ${dimensions}`);
+  }
+
+  /**
+   * Batch delete removes at most QUERY_MAXIMUM_RESULTS objects per call (10,000 by default) and a
+   * large document has more chunks than that, so repeat until nothing matches.
+   */
+  async function deleteWhere(tenantId: string, where: FilterValue): Promise<number> {
+    let total = 0;
+    for (;;) {
+      const r = await shard(tenantId).data.deleteMany(where);
+      if (r.failed > 0) throw new Error(`weaviate index: ${r.failed} of ${r.matches} objects could not be deleted`);
+      total += r.successful;
+      if (r.matches === 0 || r.successful === 0) return total;
+    }
+  }
+
+  async function tenantExists(tenantId: string): Promise<boolean> {
+    return (await base.tenants.getByName(weaviateTenant(tenantId))) !== null;
+  }
+
+  /** Keeps only candidates of the version each document currently serves (its ready_version). */
+  async function keepReady(tenantId: string, candidates: Candidate[]): Promise<Candidate[]> {
+    if (candidates.length === 0) return candidates;
+    const ids = [...new Set(candidates.map((c) => c.documentId))];
+    const ready = await withTenant(
+      pool,
+      tenantId,
+      async (c) =>
+        (
+          await c.query<{ document_id: string; ready_version: number }>(
+            'SELECT document_id, ready_version FROM document_index WHERE document_id = ANY($1::uuid[]) AND ready_version IS NOT NULL',
+            [ids],
+          )
+        ).rows,
+      { readOnly: true },
+    );
+    const readyVersion = new Map(ready.map((r) => [r.document_id, r.ready_version]));
+    return candidates.filter((c) => readyVersion.get(c.documentId) === c.version);
+  }
+
+  /**
+   * Runs a ranked query, over-fetching so that topK candidates of ready versions remain after
+   * staged or stale versions are dropped; widens the search when the first page was not enough
+   * and more results exist.
+   */
+  async function ranked(tenantId: string, scope: SearchScope, run: (limit: number) => Promise<Candidate[]>): Promise<Candidate[]> {
+    const k = Math.max(1, Math.floor(scope.topK));
+    let limit = Math.min(MAX_RESULTS, k + Math.max(8, k));
+    for (let round = 1; ; round++) {
+      const raw = await run(limit);
+      const kept = await keepReady(tenantId, raw);
+      if (kept.length >= k || raw.length < limit || limit >= MAX_RESULTS || round >= MAX_ROUNDS) return kept.slice(0, k);
+      limit = Math.min(MAX_RESULTS, limit * 4);
+    }
+  }
+
+  /** Filters every search shares: the document scope, and (for vectors) the current embedder's space. */
+  function searchFilter(scope: SearchScope, vectorSpace: boolean): FilterValue | undefined {
+    const parts: FilterValue[] = [];
+    if (scope.documentId) parts.push(byDocument(scope.documentId));
+    if (vectorSpace) parts.push(base.filter.byProperty('embedderId').equal(opts.embedderId()));
+    if (parts.length === 0) return undefined;
+    return parts.length === 1 ? parts[0] : Filters.and(...parts);
+  }
+
+  function toCandidate(o: { properties: Partial<ChunkProps>; uuid: string }, score: number): Candidate {
+    const { documentId, version, chunkIndex } = o.properties;
+    if (typeof documentId !== 'string' || typeof version !== 'number' || typeof chunkIndex !== 'number') {
+      throw new Error(`weaviate index: object ${o.uuid} lacks documentId/version/chunkIndex`);
+    }
+    return { documentId, version, chunkIndex, score };
+  }
+
+  return {
+    kind: 'weaviate',
+
+    async ensureTenant(tenantId) {
+      await inner.ensureTenant(tenantId);
+      const name = weaviateTenant(tenantId);
+      const existing = await base.tenants.getByName(name);
+      // Creating an existing tenant is a no-op on the server, so two projectors racing here is fine.
+      if (!existing) await base.tenants.create({ name, activityStatus: 'ACTIVE' });
+      // Auto-activation is off: a tenant someone deactivated would refuse every query.
+      else if (existing.activityStatus !== 'ACTIVE') await base.tenants.update({ name, activityStatus: 'ACTIVE' });
+    },
+
+    async dropTenant(tenantId) {
+      await inner.dropTenant(tenantId);
+      // Removing an unknown tenant succeeds, so a redelivered TenantDeleted is harmless.
+      await base.tenants.remove(weaviateTenant(tenantId));
+    },
+
+    async stageChunks(tenantId, documentId, version, embedderId, chunks: IndexedChunk[]) {
+      if (chunks.length === 0) return;
+      for (const ch of chunks) checkDimensions(ch.vector, `chunk ${ch.chunkIndex} of document ${documentId}`);
+      // Weaviate first, Postgres second: the Postgres write advances the document's progress
+      // (chunks_done), which must not count chunks that are not yet searchable everywhere.
+      const target = shard(tenantId);
+      for (let i = 0; i < chunks.length; i += INSERT_BATCH) {
+        const batch = chunks.slice(i, i + INSERT_BATCH);
+        const r = await target.data.insertMany(
+          batch.map((ch) => ({
+            id: objectId(tenantId, documentId, version, ch.chunkIndex),
+            properties: { documentId, version, chunkIndex: ch.chunkIndex, text: ch.text, embedderId },
+            vectors: Array.from(ch.vector),
+          })),
+        );
+        // insertMany reports per-object failures (e.g. an unknown tenant) instead of throwing.
+        if (r.hasErrors) {
+          const errors = Object.values(r.errors);
+          const messages = [...new Set(errors.map((e) => e.message))].slice(0, 5).join('; ');
+          throw new Error(`weaviate index: ${errors.length} of ${batch.length} chunks of document ${documentId} v${version} were not written: ${messages}`);
+        }
+      }
+      await inner.stageChunks(tenantId, documentId, version, embedderId, chunks);
+    },
+
+    async activate(tenantId, documentId, version, info) {
+      // Postgres decides (under a row lock) whether this version is still the current one.
+      const ok = await inner.activate(tenantId, documentId, version, info);
+      if (ok) {
+        // Only OLDER versions: a newer upload may be staging right now, and its objects must
+        // survive; it deletes ours when it activates, or its own when it loses.
+        await deleteWhere(tenantId, Filters.and(byDocument(documentId), base.filter.byProperty('version').lessThan(version)));
+      } else {
+        await deleteWhere(tenantId, Filters.and(byDocument(documentId), base.filter.byProperty('version').equal(version)));
+      }
+      return ok;
+    },
+
+    async forgetDocument(tenantId, documentId) {
+      await inner.forgetDocument(tenantId, documentId);
+      try {
+        await deleteWhere(tenantId, byDocument(documentId));
+      } catch (err) {
+        // The shard is gone when the tenant was deleted: nothing is left to forget. Any other
+        // failure is real and the caller retries.
+        if (await tenantExists(tenantId).catch(() => true)) throw err;
+      }
+    },
+
+    async keyword(tenantId, query, scope) {
+      // BM25 rejects an empty query; an empty query matches nothing, as in the embedded index.
+      if (query.trim() === '') return [];
+      return ranked(tenantId, scope, async (limit) => {
+        const r = await shard(tenantId).query.bm25(query, {
+          limit,
+          queryProperties: ['text'],
+          filters: searchFilter(scope, false),
+          returnProperties: RETURN_PROPS,
+          returnMetadata: ['score'],
+        });
+        return r.objects.map((o) => toCandidate(o, o.metadata?.score ?? 0));
+      });
+    },
+
+    async vector(tenantId, vector, scope) {
+      checkDimensions(vector, 'query vector');
+      return ranked(tenantId, scope, async (limit) => {
+        const r = await shard(tenantId).query.nearVector(Array.from(vector), {
+          limit,
+          filters: searchFilter(scope, true),
+          returnProperties: RETURN_PROPS,
+          returnMetadata: ['distance'],
+        });
+        // Cosine distance is 1 - cosine similarity; report the similarity, as the embedded index does.
+        return r.objects.map((o) => toCandidate(o, 1 - (o.metadata?.distance ?? 1)));
+      });
+    },
+
+    async hybrid(tenantId, query, vector, scope) {
+      checkDimensions(vector, 'query vector');
+      return ranked(tenantId, scope, async (limit) => {
+        // The embedder filter applies to both halves: a chunk whose vector lives in another
+        // model's space has no meaningful vector score, and it is being re-embedded anyway.
+        const r = await shard(tenantId).query.hybrid(query, {
+          vector: Array.from(vector),
+          alpha: HYBRID_ALPHA,
+          fusionType: HYBRID_FUSION,
+          queryProperties: ['text'],
+          limit,
+          filters: searchFilter(scope, true),
+          returnProperties: RETURN_PROPS,
+          returnMetadata: ['score'],
+        });
+        return r.objects.map((o) => toCandidate(o, o.metadata?.score ?? 0));
+      });
+    },
+
+    hydrate: (tenantId, candidates) => inner.hydrate(tenantId, candidates),
+    embedderIds: (tenantId) => inner.embedderIds(tenantId),
+
+    async ping() {
+      // The ready endpoint directly, with a short timeout: the client's own check waits up to its query timeout.
+      const res = await fetch(readyUrl, { signal: AbortSignal.timeout(3000) });
+      if (!res.ok) throw new Error(`weaviate not ready: HTTP ${res.status}`);
+    },
+
+    async close() {
+      await inner.close();
+      await client.close();
+    },
+  };
+}
+
+/**
+ * Creates the collection unless it exists, and refuses to run on one whose configuration would
+ * break isolation (multi-tenancy off, or tenants created on first write).
+ */
+async function ensureCollection(client: WeaviateClient, name: string): Promise<Collection<ChunkProps>> {
+  if (!(await client.collections.exists(name))) {
+    try {
+      await client.collections.create<ChunkProps>({
+        name,
+        description: 'Chunks of tenant documents (tenant-rag); one Weaviate tenant per tenant-rag tenant',
+        multiTenancy: configure.multiTenancy({ enabled: true, autoTenantCreation: false, autoTenantActivation: false }),
+        // Vectors come from our own embedder; cosine matches the normalised embeddings.
+        vectorizers: configure.vectors.selfProvided({ vectorIndexConfig: configure.vectorIndex.hnsw({ distanceMetric: 'cosine' }) }),
+        properties: [
+          // Identifiers are matched whole and never searched as words.
+          { name: 'documentId', dataType: 'text', tokenization: 'field', indexSearchable: false, indexFilterable: true },
+          { name: 'version', dataType: 'int', indexFilterable: true },
+          { name: 'chunkIndex', dataType: 'int', indexFilterable: false },
+          { name: 'text', dataType: 'text', tokenization: 'word', indexSearchable: true, indexFilterable: false },
+          { name: 'embedderId', dataType: 'text', tokenization: 'field', indexSearchable: false, indexFilterable: true },
+        ],
+      });
+    } catch (err) {
+      // Another process created it between our check and our create.
+      if (!(await client.collections.exists(name))) throw err;
+    }
+  }
+  const base = client.collections.get<ChunkProps>(name);
+  const cfg = await base.config.get();
+  if (!cfg.multiTenancy.enabled || cfg.multiTenancy.autoTenantCreation) {
+    throw new Error(`weaviate collection ${name} must have multi-tenancy enabled and auto tenant creation disabled`);
+  }
+  const have = new Set(cfg.properties.map((p) => p.name));
+  const missing = ['documentId', 'version', 'chunkIndex', 'text', 'embedderId'].filter((p) => !have.has(p));
+  if (missing.length) throw new Error(`weaviate collection ${name} lacks properties: ${missing.join(', ')}`);
+  return base;
+}
