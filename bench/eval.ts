@@ -591,7 +591,7 @@ async function main(): Promise<void> {
       }
       const done = docToCorpus.size - pending.size;
       progress(() => `indexed ${done}/${docToCorpus.size}${failed.size ? ` (${failed.size} failed)` : ''}, ${chunks} chunks, ${((performance.now() - firstUploadAt) / 1000).toFixed(0)} s`);
-      if (pending.size > 0) await sleep(pending.size > 50 ? 1000 : 250, controller.signal);
+      if (pending.size > 0) await sleep(pending.size > 50 ? 2000 : 250, controller.signal);
     }
     const ingestSeconds = (performance.now() - firstUploadAt) / 1000;
     const readyCount = docToCorpus.size - pending.size - failed.size;

@@ -68,7 +68,10 @@ export interface DocumentContent {
 export type DocumentUploaded = DomainEvent<'DocumentUploaded', DocumentContent>;
 export type DocumentReplaced = DomainEvent<'DocumentReplaced', DocumentContent & { previousSha256: string }>;
 export type DocumentDeleted = DomainEvent<'DocumentDeleted', { documentId: string; version: number }>;
-export type DocumentEvent = DocumentUploaded | DocumentReplaced | DocumentDeleted;
+/** Appended by the indexing workers when a version became searchable (or could not be read). */
+export type DocumentIndexed = DomainEvent<'DocumentIndexed', { documentId: string; version: number; chunkCount: number; embedderId: string; format: string }>;
+export type DocumentIndexingFailed = DomainEvent<'DocumentIndexingFailed', { documentId: string; version: number; reason: string }>;
+export type DocumentEvent = DocumentUploaded | DocumentReplaced | DocumentDeleted | DocumentIndexed | DocumentIndexingFailed;
 
 // ---- stream `activity-<tenantId>.<day>`: what was shown to whom ----------------------------
 export type SearchPerformed = DomainEvent<'SearchPerformed', { queryHash: string; mode: string; topK: number; resultChunkIds: string[] }>;
@@ -95,6 +98,8 @@ export const CURRENT_SCHEMA_VERSION: Record<string, number> = {
   DocumentUploaded: 1,
   DocumentReplaced: 1,
   DocumentDeleted: 1,
+  DocumentIndexed: 1,
+  DocumentIndexingFailed: 1,
   SearchPerformed: 1,
   QuestionAsked: 1,
 };

@@ -81,7 +81,7 @@ export async function applyBatch(
   pool: Pool,
   projection: Projection,
   events: RecordedEvent[],
-  mode: 'global' | 'keyed',
+  mode: 'global' | 'keyed' | 'rebuild',
   log: NonNullable<RunnerOptions['log']>,
 ): Promise<{ applied: RecordedEvent[]; tenantPositions: Map<string, GlobalPosition> }> {
   const base = checkpointName(projection);
@@ -91,7 +91,7 @@ export async function applyBatch(
   try {
     await client.query('BEGIN');
     const keyed = new Map<string, GlobalPosition>();
-    if (mode === 'keyed') {
+    if (mode !== 'global') {
       const keys = [...new Set(events.map((e) => { const s = parseStreamId(e.streamId); return keyedCheckpoint(base, s.category, s.tenantId ?? 'none'); }))];
       const r = await client.query<{ projection: string; position: string }>('SELECT projection, position FROM platform.checkpoints WHERE projection = ANY($1) FOR UPDATE', [keys]);
       for (const row of r.rows) keyed.set(row.projection, row.position);
@@ -100,7 +100,7 @@ export async function applyBatch(
     for (const event of events) {
       const s = parseStreamId(event.streamId);
       const key = keyedCheckpoint(base, s.category, s.tenantId ?? 'none');
-      if (mode === 'keyed') {
+      if (mode !== 'global') {
         const seen = keyed.get(key);
         if (seen !== undefined && event.position <= seen) continue; // redelivered
         keyed.set(key, event.position);
@@ -123,7 +123,8 @@ export async function applyBatch(
       applied.push(event);
     }
     const last = events[events.length - 1];
-    const entries: [string, GlobalPosition][] = mode === 'keyed' ? [...dirty].map((k) => [k, keyed.get(k)!]) : last ? [[base, last.position]] : [];
+    const entries: [string, GlobalPosition][] = mode === 'global' ? [] : [...dirty].map((k): [string, GlobalPosition] => [k, keyed.get(k)!]);
+    if (mode !== 'keyed' && last) entries.push([base, last.position]);
     await writeCheckpoints(client, entries);
     await client.query('COMMIT');
   } catch (err) {

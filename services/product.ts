@@ -14,12 +14,15 @@ import { createEmbeddedIndex } from '../infra/vectors/embedded';
 import { catalogProjection } from '../projections/catalog/catalogProjection';
 import { startIndexer, type Indexer } from '../projections/index/indexer';
 import { platformProjection } from '../projections/platform/platformProjection';
-import { type Projection, type RunningProjection, startKafkaProjection, startProjection, watchProjection } from '../projections/runner';
+import { ANALYTICS_VERSION, analyticsProjection } from '../projections/analytics/analyticsProjection';
+import { AUDIT_VERSION, auditProjection } from '../projections/audit/auditProjection';
+import { type ProjectionDefinition, startProjections } from '../projections/manager';
 import { createExtractiveAnswerer } from './ask/extractive';
 import type { Env } from './config';
 import type { EventBus } from './core/eventBus';
 import type { EventStore } from './core/eventStore';
 import { createApp } from './gateway/app';
+import { createActivityRecorder } from './queries/activity';
 import type { AppDeps } from './gateway/context';
 import { createMemoryIdempotencyStore, type IdempotencyStore } from './gateway/idempotency';
 import { createMemoryRateLimiter, type RateLimiter } from './gateway/rateLimit';
@@ -34,7 +37,7 @@ export interface Roles {
   indexer: boolean;
 }
 export const ALL_ROLES: Roles = { gateway: true, relay: true, projectors: 'all', indexer: true };
-export const PROJECTION_NAMES = ['platform', 'catalog'] as const;
+export const PROJECTION_NAMES = ['platform', 'catalog', 'audit', 'analytics'] as const;
 
 export interface Product {
   app: ReturnType<typeof createApp>;
@@ -131,35 +134,51 @@ export async function startProduct(env: Env, opts: { logger?: pino.Logger; roles
     // ---- projections and indexing workers ----
     let indexer: Indexer | null = null;
     const tenantListeners: ((tenantId: string) => void)[] = [];
-    const definitions: Record<string, Projection> = {
-      platform: platformProjection({
-        onTenantChanged: (t) => tenantListeners.forEach((l) => l(t)),
-        onTenantProvisioned: (t) => void index.ensureTenant(t).catch((err) => log('error', 'vector tenant creation failed', { tenantId: t, error: (err as Error).message })),
-        onTenantDeleted: (t) => {
-          void index.dropTenant(t);
-          void content.deleteTenant(t);
-          void limiter.forgetPrefix(`tr:${t}:`);
-        },
-      }),
-      catalog: catalogProjection({ onEnqueued: () => indexer?.wake(), onDeleted: (t, d) => void index.forgetDocument(t, d) }),
-    };
+    const definitions: ProjectionDefinition[] = [
+      {
+        name: 'platform',
+        defaultVersion: 1,
+        rebuildable: false,
+        make: () =>
+          platformProjection({
+            onTenantChanged: (t) => tenantListeners.forEach((l) => l(t)),
+            onTenantProvisioned: (t) => void index.ensureTenant(t).catch((err) => log('error', 'vector tenant creation failed', { tenantId: t, error: (err as Error).message })),
+            onTenantDeleted: (t) => {
+              void index.dropTenant(t);
+              void content.deleteTenant(t);
+              void limiter.forgetPrefix(`tr:${t}:`);
+            },
+          }),
+      },
+      {
+        name: 'catalog',
+        defaultVersion: 1,
+        rebuildable: false,
+        make: () => catalogProjection({ onEnqueued: () => indexer?.wake(), onDeleted: (t, d) => void index.forgetDocument(t, d) }),
+      },
+      { name: 'audit', defaultVersion: AUDIT_VERSION, rebuildable: true, make: (v) => auditProjection(v) },
+      { name: 'analytics', defaultVersion: ANALYTICS_VERSION, rebuildable: true, make: (v) => analyticsProjection(v) },
+    ];
     if (roles.indexer) {
       indexer = startIndexer(
-        { pool, content, index, embedder },
+        { pool, store, content, index, embedder },
         { concurrency: env.indexConcurrency, embedBatch: Math.max(env.embedBatch, 16) * 4, maxTokens: 256, overlapTokens: 32, leaseMs: 10 * 60_000, maxAttempts: 3, log },
       );
       stops.push(() => indexer!.stop());
     }
-    const projections: Record<string, RunningProjection> = {};
-    for (const name of PROJECTION_NAMES) {
-      const def = definitions[name]!;
-      const local = roles.projectors === 'all' || roles.projectors.includes(name);
-      if (!local) projections[name] = watchProjection(pool, def, bus ? 'kafka' : 'store');
-      else if (bus) projections[name] = await startKafkaProjection(bus, pool, def, { log });
-      else projections[name] = startProjection(store, pool, def, { log });
-      stops.push(() => projections[name]!.stop());
-    }
+    const manager = await startProjections({
+      store,
+      pool,
+      bus,
+      definitions,
+      local: (name) => roles.projectors === 'all' || roles.projectors.includes(name),
+      runner: { log },
+    });
+    stops.push(() => manager.stop());
+    const projections = manager.handles();
 
+    const activity = createActivityRecorder(store, { log });
+    stops.push(() => activity.stop());
     const deps: AppDeps = {
       config: env.config,
       store,
@@ -171,7 +190,9 @@ export async function startProduct(env: Env, opts: { logger?: pino.Logger; roles
       answerer,
       limiter,
       idempotency,
+      activity,
       projections,
+      manager,
       now: () => new Date(),
       onTenantChanged: () => undefined,
       log,

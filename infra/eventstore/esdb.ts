@@ -147,6 +147,22 @@ export async function createEsdbEventStore(
     }
   }
 
+  /**
+   * The port promises the position of the LAST appended event (clients wait for projections to
+   * reach it). The server's append result carries the write's log position, which for a
+   * multi-event write is not documented to be the last event's, so those read their last event
+   * back by revision (exact even if another append follows at once).
+   */
+  async function lastAppendedPosition(streamId: string, revision: bigint, count: number, written?: Position): Promise<GlobalPosition> {
+    if (count === 1 && written) return encodeEsdbPosition(written);
+    for await (const resolved of client.readStream(streamId, { fromRevision: revision, maxCount: 1, direction: FORWARDS })) {
+      const e = resolved.event as EsdbRecorded | undefined;
+      if (e?.position) return encodeEsdbPosition(e.position);
+    }
+    if (written) return encodeEsdbPosition(written);
+    throw new Error(`cannot determine the position of the events appended to ${streamId}`);
+  }
+
   const store: EventStore = {
     kind: 'eventstoredb',
 
@@ -161,7 +177,7 @@ export async function createEsdbEventStore(
           ),
           { expectedRevision },
         );
-        const position = result.position ? encodeEsdbPosition(result.position) : await store.headPosition();
+        const position = await lastAppendedPosition(streamId, result.nextExpectedRevision, events.length, result.position);
         fire();
         return { nextExpectedRevision: result.nextExpectedRevision, position };
       } catch (err) {

@@ -19,6 +19,10 @@
  *   tenant-rag.password     the superuser password, generated at first init, mode 0600
  *   tenant-rag.owner        pid of the node process that started the server (leftover detection)
  *   postmaster.log          server log (pg_ctl -l); rotated once to postmaster.log.1 above 10 MB
+ * and, only while initdb runs, `<dataDir>.initdb-password` beside it (initdb wants an empty dir).
+ *
+ * The server is a daemon, not a child: it outlives this process unless stop() is called (call it
+ * in graceful shutdown). After a crash or `kill -9` the next start stops the leftover server.
  *
  * Unix only (Linux, macOS). When run as root, postgres refuses to run as root, so every binary runs
  * as the `postgres` system user (created if missing), the data directory is chowned to it, and any
@@ -27,8 +31,7 @@
 import { execFile, execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
-import { chmod, chown, mkdir, mkdtemp, readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { chmod, chown, mkdir, readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname, join, parse, resolve } from 'node:path';
 import { Client } from 'pg';
 
@@ -104,7 +107,7 @@ export async function startEmbeddedPostgres(opts: EmbeddedPostgresOptions): Prom
   if (!existsSync(join(dataDir, 'PG_VERSION'))) {
     await initCluster(bin, dataDir, runAs, log, opts.durable ?? true);
   }
-  const password = await readPassword(dataDir);
+  const password = await readPassword(dataDir, runAs);
   await handleLeftoverServer(bin, dataDir, runAs, log);
   await rotateLog(dataDir);
 
@@ -223,22 +226,19 @@ async function initCluster(bin: string, dataDir: string, runAs: RunAs | null, lo
   }
   log(`initialising a new PostgreSQL cluster in ${dataDir}`);
   const password = randomBytes(24).toString('base64url');
-  // initdb reads the password from a file: keep it in a private directory readable only by the
-  // account that runs initdb, and remove it right after.
-  const secretDir = await mkdtemp(join(tmpdir(), 'tenant-rag-initdb-'));
-  const pwfile = join(secretDir, 'pw');
+  // initdb reads the password from a file, and the data directory must be empty, so it goes
+  // next to it first (0600, owned by the account running initdb). Should we die between initdb
+  // and moving it into the data directory, readPassword recovers it from there.
+  const pending = pendingPasswordFile(dataDir);
+  await writeFile(pending, `${password}\n`, { mode: 0o600 });
+  if (runAs) await chown(pending, runAs.uid, runAs.gid);
   try {
-    await writeFile(pwfile, `${password}\n`, { mode: 0o600 });
-    if (runAs) {
-      await chown(secretDir, runAs.uid, runAs.gid);
-      await chown(pwfile, runAs.uid, runAs.gid);
-    }
     await run(
       join(bin, 'initdb'),
       [
         '-D', dataDir,
         '-U', SUPERUSER,
-        '--pwfile', pwfile,
+        '--pwfile', pending,
         '--auth', 'scram-sha-256',
         '--encoding', 'UTF8',
         '--locale', bestLocale(),
@@ -247,19 +247,35 @@ async function initCluster(bin: string, dataDir: string, runAs: RunAs | null, lo
       ],
       runAs,
     );
-  } finally {
-    await rm(secretDir, { recursive: true, force: true });
+  } catch (err) {
+    await rm(pending, { force: true });
+    throw err;
   }
-  await writeFile(join(dataDir, PASSWORD_FILE), `${password}\n`, { mode: 0o600 });
-  if (runAs) await chown(join(dataDir, PASSWORD_FILE), runAs.uid, runAs.gid);
+  await persistPassword(dataDir, password, runAs);
 }
 
-async function readPassword(dataDir: string): Promise<string> {
-  try {
-    const pw = (await readFile(join(dataDir, PASSWORD_FILE), 'utf8')).trim();
-    if (pw) return pw;
-  } catch {
-    /* reported below */
+function pendingPasswordFile(dataDir: string): string {
+  return `${dataDir}.initdb-password`;
+}
+
+async function persistPassword(dataDir: string, password: string, runAs: RunAs | null): Promise<void> {
+  const file = join(dataDir, PASSWORD_FILE);
+  await writeFile(file, `${password}\n`, { mode: 0o600 });
+  if (runAs) await chown(file, runAs.uid, runAs.gid);
+  await rm(pendingPasswordFile(dataDir), { force: true });
+}
+
+async function readPassword(dataDir: string, runAs: RunAs | null): Promise<string> {
+  for (const file of [join(dataDir, PASSWORD_FILE), pendingPasswordFile(dataDir)]) {
+    let pw = '';
+    try {
+      pw = (await readFile(file, 'utf8')).trim();
+    } catch {
+      continue;
+    }
+    if (!pw) continue;
+    if (file !== join(dataDir, PASSWORD_FILE)) await persistPassword(dataDir, pw, runAs); // recovered
+    return pw;
   }
   throw new Error(
     `${join(dataDir, PASSWORD_FILE)} is missing or empty: the cluster exists but its password is unknown. ` +

@@ -77,6 +77,14 @@ CREATE TABLE IF NOT EXISTS platform.index_jobs (
   locked_until timestamptz,
   PRIMARY KEY (tenant_id, document_id)
 );
+CREATE TABLE IF NOT EXISTS platform.projection_versions (
+  name text PRIMARY KEY,
+  active_version integer NOT NULL,
+  building_version integer,
+  state text NOT NULL DEFAULT 'live',
+  error text,
+  updated_at timestamptz NOT NULL DEFAULT now()
+);
 CREATE SCHEMA IF NOT EXISTS content;
 REVOKE ALL ON SCHEMA content FROM PUBLIC;
 CREATE TABLE IF NOT EXISTS content.blobs (

@@ -64,6 +64,9 @@ export function catalogProjection(hooks: { onEnqueued?(): void; onDeleted?(tenan
           await client.query('DELETE FROM documents WHERE document_id = $1', [documentId]);
           return;
         }
+        case 'DocumentIndexed':
+        case 'DocumentIndexingFailed':
+          return; // written to document_index by the indexer itself; canHandle excludes them
         default:
           return assertNever(event);
       }

@@ -1,4 +1,7 @@
 import type { Pool } from 'pg';
+import { streamId } from '../../contracts/naming';
+import { record } from '../../services/core/commandHandler';
+import type { EventStore } from '../../services/core/eventStore';
 import { chunkDocument, embeddingText } from '../../services/documents/chunking';
 import { DocumentParseError, parseDocument } from '../../services/documents/parsing';
 import type { ContentStore } from '../../infra/postgres/contentStore';
@@ -40,8 +43,18 @@ export interface Indexer {
   stop(): Promise<void>;
 }
 
-export function startIndexer(deps: { pool: Pool; content: ContentStore; index: KnowledgeIndex; embedder: Embedder }, opts: IndexerOptions): Indexer {
-  const { pool, content, index, embedder } = deps;
+export function startIndexer(deps: { pool: Pool; store: EventStore; content: ContentStore; index: KnowledgeIndex; embedder: Embedder }, opts: IndexerOptions): Indexer {
+  const { pool, store, content, index, embedder } = deps;
+
+  /** Indexing outcomes are facts too: audit and analytics consume them. */
+  async function recordOutcome(job: Job, event: { type: 'DocumentIndexed' | 'DocumentIndexingFailed'; data: Record<string, unknown> }): Promise<void> {
+    await record(store, streamId('document', job.tenant_id, job.document_id), {
+      tenantId: job.tenant_id,
+      actor: 'system:indexer',
+      correlationId: `index:${job.document_id}:${job.version}`,
+      now: new Date(),
+    }, [event]).catch((err) => log('warn', 'could not record indexing outcome', { error: (err as Error).message }));
+  }
   const log = opts.log ?? (() => undefined);
   let stopped = false;
   const running = new Set<Job>();
@@ -79,9 +92,10 @@ export function startIndexer(deps: { pool: Pool; content: ContentStore; index: K
   }
 
   async function fail(job: Job, reason: string): Promise<void> {
-    await withTenant(pool, job.tenant_id, (c) =>
+    const r = await withTenant(pool, job.tenant_id, (c) =>
       c.query(`UPDATE document_index SET status = 'failed', error = $3, updated_at = now() WHERE document_id = $1 AND version = $2`, [job.document_id, job.version, reason]),
     );
+    if (r.rowCount) await recordOutcome(job, { type: 'DocumentIndexingFailed', data: { documentId: job.document_id, version: job.version, reason } });
     await finish(job);
   }
 
@@ -117,6 +131,11 @@ export function startIndexer(deps: { pool: Pool; content: ContentStore; index: K
     }
     const ok = await index.activate(job.tenant_id, job.document_id, job.version, { chunkCount: chunks.length, embedderId: embedder.id, format: parsed.format });
     if (!ok) log('info', 'indexed version superseded; discarded', { tenantId: job.tenant_id, documentId: job.document_id, version: job.version });
+    else
+      await recordOutcome(job, {
+        type: 'DocumentIndexed',
+        data: { documentId: job.document_id, version: job.version, chunkCount: chunks.length, embedderId: embedder.id, format: parsed.format },
+      });
     await finish(job);
   }
 

@@ -17,6 +17,10 @@ export function evolve(state: DocumentState, event: DocumentEvent): DocumentStat
     }
     case 'DocumentDeleted':
       return { status: 'deleted', documentId: event.data.documentId, version: event.data.version };
+    case 'DocumentIndexed':
+    case 'DocumentIndexingFailed':
+      // Outcomes of indexing: facts for the read side, no bearing on what a command may do.
+      return state;
     default:
       return assertNever(event);
   }

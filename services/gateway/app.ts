@@ -5,6 +5,8 @@ import client from 'prom-client';
 import swaggerUi from 'swagger-ui-express';
 import { redisKey } from '../../contracts/naming';
 import { TooManyRequestsError } from '../core/errors';
+import { adminApi, usageApi } from '../admin/api';
+import { auditApi } from '../audit/api';
 import { documentsApi } from '../documents/api';
 import { queriesApi } from '../queries/api';
 import { tenantsApi } from '../tenants/api';
@@ -101,12 +103,15 @@ export function createApp(deps: AppDeps) {
   app.use(json);
   const tenants = tenantsApi(deps);
   app.use(tenants.operatorAndLogin);
+  app.use(adminApi(deps));
 
   const tenantRoutes = express.Router();
   tenantRoutes.use('/v1', auth.authenticate, rateLimit(deps), idempotency(deps.idempotency));
   tenantRoutes.use(tenants.tenant);
   tenantRoutes.use(documentsApi(deps));
   tenantRoutes.use(queriesApi(deps));
+  tenantRoutes.use(auditApi(deps));
+  tenantRoutes.use(usageApi(deps));
   app.use(tenantRoutes);
 
   app.use(notFoundRoute);

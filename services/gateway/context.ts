@@ -1,6 +1,7 @@
 import type { Request } from 'express';
 import type { Pool } from 'pg';
 import type { ContentStore } from '../../infra/postgres/contentStore';
+import type { Projections } from '../../projections/manager';
 import type { RunningProjection } from '../../projections/runner';
 import type { CommandContext } from '../core/commandHandler';
 import type { EventStore, GlobalPosition } from '../core/eventStore';
@@ -8,6 +9,7 @@ import { UnauthorizedError } from '../core/errors';
 import type { Answerer, Embedder } from '../core/ports';
 import type { KnowledgeIndex } from '../search/knowledgeIndex';
 import type { Principal } from './auth';
+import type { ActivityRecorder } from '../queries/activity';
 import type { IdempotencyStore } from './idempotency';
 import type { RateLimiter } from './rateLimit';
 
@@ -36,7 +38,9 @@ export interface AppDeps {
   answerer: Answerer;
   limiter: RateLimiter;
   idempotency: IdempotencyStore;
+  activity: ActivityRecorder;
   projections: Record<string, RunningProjection>;
+  manager: Projections;
   now: () => Date;
   readiness: () => Promise<Record<string, { ok: boolean; adapter: string; detail?: string }>>;
   onTenantChanged: (tenantId: string) => void;

@@ -6,6 +6,9 @@ import { parseBody } from '../gateway/validation';
 import type { Answer, Passage } from '../core/ports';
 import type { Hit } from '../search/knowledgeIndex';
 import { search } from '../search/search';
+import { textHash } from './activity';
+
+const chunkRef = (h: Hit) => `${h.documentId}:${h.version}:${h.chunkIndex}`;
 
 export const MAX_TOP_K = 50;
 
@@ -51,6 +54,10 @@ export function queriesApi(deps: AppDeps): Router {
     const body = parseBody(searchSchema, req.body);
     if (body.min_position) await waitForProjections(deps, body.min_position, ['catalog'], p.tenantId);
     const hits = await search(deps, p.tenantId, { query: body.query, topK: body.top_k, mode: body.mode, documentId: body.document_id });
+    deps.activity.record(p.tenantId, p.actor, req.correlationId ?? 'none', {
+      type: 'SearchPerformed',
+      data: { queryHash: textHash(body.query), mode: body.mode, topK: body.top_k, resultChunkIds: hits.map(chunkRef) },
+    });
     res.json({ query: body.query, mode: body.mode, results: hits.map((h) => hitView(h)) });
   });
 
@@ -68,9 +75,21 @@ export function queriesApi(deps: AppDeps): Router {
       headingPath: h.headingPath,
       page: h.page,
     }));
+    const asked = (answer: Answer) =>
+      deps.activity.record(p.tenantId, p.actor, req.correlationId ?? 'none', {
+        type: 'QuestionAsked',
+        data: {
+          questionHash: textHash(body.question),
+          model: answer.model,
+          sourceChunkIds: hits.map(chunkRef),
+          promptTokens: answer.usage?.promptTokens ?? 0,
+          completionTokens: answer.usage?.completionTokens ?? 0,
+        },
+      });
     const wantsStream = body.stream === true || (req.headers.accept ?? '').includes('text/event-stream');
     if (!wantsStream) {
       const answer = await deps.answerer.answer({ question: body.question, passages });
+      asked(answer);
       res.json(answerView(answer, hits));
       return;
     }
@@ -83,6 +102,7 @@ export function queriesApi(deps: AppDeps): Router {
     send('sources', hits.map((h, i) => hitView(h, i + 1)));
     try {
       const answer = await deps.answerer.stream({ question: body.question, passages, signal: abort.signal }, (token) => send('token', { text: token }));
+      asked(answer);
       send('done', answerView(answer, hits));
     } catch (err) {
       const e = err as { status?: number; message: string };

@@ -459,7 +459,7 @@ function parseMarkdown(source: string): Block[] {
 /** Never rendered as text, or not meant to be read: dropped with everything inside. */
 const SKIPPED_ELEMENTS = new Set([
   'script', 'style', 'noscript', 'template', 'iframe', 'frame', 'frameset', 'object', 'embed',
-  'svg', 'canvas', 'head', 'select', 'datalist', 'dialog',
+  'svg', 'canvas', 'head', 'select', 'datalist',
 ]);
 const BLOCK_ELEMENTS = new Set([
   'p', 'div', 'section', 'article', 'main', 'header', 'footer', 'nav', 'aside', 'blockquote',
@@ -605,7 +605,7 @@ export function htmlToBlocks(html: string): Block[] {
             tableRows = [];
           }
         } else if (BLOCK_ELEMENTS.has(name) || name === 'li' || name === 'td' || name === 'th' || name === 'tr') {
-          if (heading) (heading as { text: string }).text += ' ';
+          if (heading) heading.text += ' ';
           else flushInline();
         }
       },

@@ -1,0 +1,42 @@
+/**
+ * The product as `npm start` wires it (services/product.ts), run as a child of bench/run.ts and
+ * driven over IPC: it reports its port when listening, answers `mem` with process.memoryUsage()
+ * and stops on `stop` or when the parent goes away. Configuration comes from the environment
+ * (services/config.ts loadEnv), set by bench/harness.ts startProductProcess.
+ */
+import pino from 'pino';
+import { loadEnv } from '../services/config';
+import { startProduct } from '../services/product';
+
+async function main(): Promise<void> {
+  if (!process.send) throw new Error('bench/productServer.ts runs as a child of bench/run.ts (IPC channel missing)');
+  const env = loadEnv(process.env);
+  const product = await startProduct(env, { logger: pino({ level: env.logLevel }, pino.destination(2)) });
+  const server = await product.listen(env.port, env.host);
+  const addr = server.address();
+  const port = typeof addr === 'object' && addr ? addr.port : 0;
+  const ready = await product.deps.readiness();
+
+  let stopping = false;
+  const stop = async (code: number) => {
+    if (stopping) return;
+    stopping = true;
+    const force = setTimeout(() => process.exit(1), 15_000);
+    force.unref();
+    await product.stop().catch(() => undefined);
+    process.exit(code);
+  };
+  process.on('message', (m: { cmd: string; id: number }) => {
+    if (m.cmd === 'mem') process.send!({ type: 'mem', id: m.id, mem: process.memoryUsage() });
+    else if (m.cmd === 'stop') void stop(0);
+  });
+  process.on('disconnect', () => void stop(0));
+  process.on('SIGTERM', () => void stop(0));
+  process.on('SIGINT', () => void stop(0));
+  process.send({ type: 'ready', port, embedderId: product.deps.embedder.id, ready });
+}
+
+main().catch((err) => {
+  process.stderr.write(`bench product failed: ${(err as Error)?.stack ?? String(err)}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,404 @@
+/**
+ * The Weaviate knowledge index against a real Weaviate and a real PostgreSQL.
+ *
+ * Weaviate: WEAVIATE_URL + WEAVIATE_GRPC_PORT when set (CI: infra/scripts/up.sh), else a
+ * container when a Docker engine answers, else the suite is reported skipped with the reason.
+ * PostgreSQL: a fresh database from test/support/postgres.ts.
+ *
+ * Each run uses its own collection and random tenant ids, so reruns and parallel runs never meet.
+ */
+import { spawnSync } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import type { Pool } from 'pg';
+import weaviate, { type WeaviateClient } from 'weaviate-client';
+import { weaviateTenant } from '../../contracts/naming';
+import type { Candidate, IndexedChunk } from '../../services/search/knowledgeIndex';
+import { dropDatabase, freshDatabase } from '../../test/support/postgres';
+import { describeSkipped } from '../../test/support/skip';
+import { createHashingEmbedder } from '../embeddings/hashing';
+import { createPool } from '../postgres/pool';
+import { createTenantSchema, migratePlatform, withTenant } from '../postgres/schema';
+import { createWeaviateIndex, type WeaviateKnowledgeIndex } from './weaviate';
+
+const SUITE = 'Weaviate knowledge index (integration)';
+const WEAVIATE_IMAGE = 'cr.weaviate.io/semitechnologies/weaviate:1.39.3';
+
+/**
+ * Does a Docker engine answer /_ping within 2 s? Synchronous (a child process) because jest
+ * needs to know while collecting suites whether this one runs at all.
+ */
+function dockerAnswers(): boolean {
+  const probe = `
+    const http = require('node:http');
+    const h = process.env.DOCKER_HOST || 'unix:///var/run/docker.sock';
+    const u = new URL(h.replace(/^tcp:/, 'http:'));
+    const target = u.protocol === 'unix:' ? { socketPath: u.pathname } : { host: u.hostname, port: Number(u.port) || 2375 };
+    const req = http.get({ ...target, path: '/_ping', timeout: 1800 }, (res) => process.exit(res.statusCode === 200 ? 0 : 1));
+    req.on('timeout', () => process.exit(1));
+    req.on('error', () => process.exit(1));`;
+  return spawnSync(process.execPath, ['-e', probe], { timeout: 2000, stdio: 'ignore' }).status === 0;
+}
+
+const fromEnv = process.env.WEAVIATE_URL && process.env.WEAVIATE_GRPC_PORT ? { url: process.env.WEAVIATE_URL, grpcPort: Number(process.env.WEAVIATE_GRPC_PORT) } : null;
+
+if (!fromEnv && !dockerAnswers()) {
+  describeSkipped(SUITE, 'WEAVIATE_URL/WEAVIATE_GRPC_PORT are not set and no Docker engine answers');
+} else {
+  describe(SUITE, () => {
+    const embedder = createHashingEmbedder(384);
+    const collection = `TestChunk${randomUUID().replace(/-/g, '').slice(0, 12)}`;
+    let stopContainer: (() => Promise<unknown>) | undefined;
+    let server: { url: string; grpcPort: number };
+    let dbUrl: string;
+    let pool: Pool;
+    let index: WeaviateKnowledgeIndex;
+    let raw: WeaviateClient; // the test's own client, to look at shards behind the adapter's back
+
+    beforeAll(async () => {
+      if (fromEnv) {
+        server = fromEnv;
+      } else {
+        const { GenericContainer, Wait } = await import('testcontainers');
+        const c = await new GenericContainer(WEAVIATE_IMAGE)
+          .withEnvironment({
+            AUTHENTICATION_ANONYMOUS_ACCESS_ENABLED: 'true',
+            PERSISTENCE_DATA_PATH: '/var/lib/weaviate',
+            DEFAULT_VECTORIZER_MODULE: 'none',
+            ENABLE_MODULES: '',
+            CLUSTER_HOSTNAME: 'node1',
+            DISABLE_TELEMETRY: 'true',
+            GO_PROFILING_DISABLE: 'true',
+          })
+          .withExposedPorts(8080, 50051)
+          .withWaitStrategy(Wait.forHttp('/v1/.well-known/ready', 8080).forStatusCode(200))
+          .withStartupTimeout(120_000)
+          .start();
+        stopContainer = () => c.stop();
+        server = { url: `http://${c.getHost()}:${c.getMappedPort(8080)}`, grpcPort: c.getMappedPort(50051) };
+      }
+      dbUrl = await freshDatabase();
+      pool = createPool(dbUrl, { max: 8 });
+      await migratePlatform(pool);
+      index = await createWeaviateIndex({ url: server.url, grpcPort: server.grpcPort, pool, embedderId: () => embedder.id, dimensions: embedder.dimensions, collection });
+      const u = new URL(server.url);
+      raw = await weaviate.connectToCustom({ httpHost: u.hostname, httpPort: Number(u.port), grpcHost: u.hostname, grpcPort: server.grpcPort });
+    }, 180_000);
+
+    afterAll(async () => {
+      await raw?.collections.delete(collection).catch(() => undefined);
+      await raw?.close();
+      await index?.close();
+      await pool?.end();
+      if (dbUrl) await dropDatabase(dbUrl);
+      await stopContainer?.();
+    });
+
+    // ---- helpers ------------------------------------------------------------------------------
+
+    async function provision(tenantId: string): Promise<void> {
+      const client = await pool.connect();
+      try {
+        await client.query('BEGIN');
+        await createTenantSchema(client, tenantId);
+        await client.query('COMMIT');
+      } catch (err) {
+        await client.query('ROLLBACK');
+        throw err;
+      } finally {
+        client.release();
+      }
+      await index.ensureTenant(tenantId);
+    }
+
+    /** What the catalog projection records when a version is uploaded. */
+    async function upload(tenantId: string, documentId: string, version: number, filename = `${documentId.slice(0, 8)}.md`): Promise<void> {
+      await withTenant(pool, tenantId, async (c) => {
+        await c.query(
+          `INSERT INTO documents (document_id, filename, content_type, size_bytes, sha256, version, uploaded_by, created_at, updated_at, position)
+           VALUES ($1, $2, 'text/markdown', 100, 'x', $3, 'test', now(), now(), '0')
+           ON CONFLICT (document_id) DO UPDATE SET version = EXCLUDED.version, updated_at = now()`,
+          [documentId, filename, version],
+        );
+        await c.query(
+          `INSERT INTO document_index (document_id, version, status, updated_at) VALUES ($1, $2, 'indexing', now())
+           ON CONFLICT (document_id) DO UPDATE SET version = EXCLUDED.version, status = 'indexing', updated_at = now()`,
+          [documentId, version],
+        );
+      });
+    }
+
+    async function chunksOf(texts: string[]): Promise<IndexedChunk[]> {
+      const vectors = await embedder.embed(texts, 'passage');
+      return texts.map((text, i) => ({ chunkIndex: i, text, headingPath: ['Policy'], page: null, tokenCount: embedder.countTokens(text), vector: vectors[i]! }));
+    }
+
+    /** Upload, stage and activate one version of a document. */
+    async function indexDocument(tenantId: string, documentId: string, version: number, texts: string[]): Promise<IndexedChunk[]> {
+      await upload(tenantId, documentId, version);
+      const chunks = await chunksOf(texts);
+      await index.stageChunks(tenantId, documentId, version, embedder.id, chunks);
+      await expect(index.activate(tenantId, documentId, version, { chunkCount: chunks.length, embedderId: embedder.id, format: 'markdown' })).resolves.toBe(true);
+      return chunks;
+    }
+
+    async function objectCount(tenantId: string): Promise<number> {
+      const r = await raw.collections.get(collection).withTenant(weaviateTenant(tenantId)).aggregate.overAll();
+      return r.totalCount;
+    }
+
+    async function embedQuery(text: string): Promise<Float32Array> {
+      return (await embedder.embed([text], 'query'))[0]!;
+    }
+
+    const keys = (cands: Candidate[]) => cands.map((c) => `${c.documentId}/${c.version}/${c.chunkIndex}`);
+
+    // ---- behaviours ---------------------------------------------------------------------------
+
+    describe('two tenants with similar data', () => {
+      const tenantA = randomUUID();
+      const tenantB = randomUUID();
+      // The SAME document id and version in both tenants, so a leaked candidate could not be
+      // told apart (or filtered out) by id: only the shard boundary keeps them apart.
+      const sharedDoc = randomUUID();
+      const textsFor = (animal: string) => [
+        `Travel expenses are reimbursed within thirty days. The ${animal} committee approves exceptions.`,
+        `Remote work requires a signed agreement. Ask the ${animal} office for the template.`,
+        `Security incidents must be reported to the ${animal} desk within one hour.`,
+      ];
+
+      beforeAll(async () => {
+        await provision(tenantA);
+        await provision(tenantB);
+        await indexDocument(tenantA, sharedDoc, 1, textsFor('aardvark'));
+        await indexDocument(tenantB, sharedDoc, 1, textsFor('zebra'));
+      });
+
+      it('keeps each tenant in its own shard', async () => {
+        expect(await objectCount(tenantA)).toBe(3);
+        expect(await objectCount(tenantB)).toBe(3);
+      });
+
+      it('keyword search never returns the other tenant chunks', async () => {
+        expect(await index.keyword(tenantA, 'zebra', { topK: 10 })).toEqual([]);
+        expect(await index.keyword(tenantB, 'aardvark', { topK: 10 })).toEqual([]);
+
+        const own = await index.keyword(tenantA, 'aardvark travel', { topK: 10 });
+        expect(own.length).toBeGreaterThan(0);
+        const hits = await index.hydrate(tenantA, own);
+        expect(hits.every((h) => h.text.includes('aardvark') && !h.text.includes('zebra'))).toBe(true);
+      });
+
+      it('vector search never returns the other tenant chunks', async () => {
+        const query = await embedQuery(textsFor('zebra')[0]!);
+        const inB = await index.vector(tenantB, query, { topK: 10 });
+        const inA = await index.vector(tenantA, query, { topK: 10 });
+
+        // B holds this exact text (cosine ~1); A only a near-copy that differs in one word.
+        expect(inB[0]!.score).toBeGreaterThan(0.99);
+        expect(inA[0]!.score).toBeLessThan(inB[0]!.score - 0.01);
+        // Same ids in both tenants: a leaked object would appear as a duplicate key.
+        expect(inA).toHaveLength(3);
+        expect(new Set(keys(inA)).size).toBe(3);
+        const hits = await index.hydrate(tenantA, inA);
+        expect(hits.length).toBe(3);
+        expect(hits.some((h) => h.text.includes('zebra'))).toBe(false);
+      });
+
+      it('hybrid search never returns the other tenant chunks', async () => {
+        const text = 'zebra desk security incidents';
+        const vector = await embedQuery(text);
+        const inA = await index.hybrid(tenantA, text, vector, { topK: 10 });
+        const inB = await index.hybrid(tenantB, text, vector, { topK: 10 });
+
+        expect(inB[0]).toMatchObject({ documentId: sharedDoc, version: 1, chunkIndex: 2 });
+        // Ids are identical across the tenants, so a leaked object would show up as a duplicate
+        // key (and slip through the ready-version check): each tenant must see its 3 chunks once.
+        expect(new Set(keys(inA)).size).toBe(3);
+        expect(inA).toHaveLength(3);
+        expect(inB).toHaveLength(3);
+        const hitsA = await index.hydrate(tenantA, inA);
+        expect(hitsA.some((h) => h.text.includes('zebra'))).toBe(false);
+      });
+
+      it('restricts every search to one document when asked', async () => {
+        const other = randomUUID();
+        await indexDocument(tenantA, other, 1, ['Travel expenses for conferences need aardvark approval too.']);
+        const vector = await embedQuery('aardvark travel');
+        for (const cands of [
+          await index.keyword(tenantA, 'aardvark travel', { topK: 10, documentId: other }),
+          await index.vector(tenantA, vector, { topK: 10, documentId: other }),
+          await index.hybrid(tenantA, 'aardvark travel', vector, { topK: 10, documentId: other }),
+        ]) {
+          expect(cands.length).toBe(1);
+          expect(cands[0]!.documentId).toBe(other);
+        }
+        await index.forgetDocument(tenantA, other);
+      });
+    });
+
+    describe('tenants that do not exist in Weaviate', () => {
+      it('refuses queries for a tenant that was never created, and creates none', async () => {
+        const ghost = randomUUID();
+        const v = await embedQuery('anything');
+        await expect(index.keyword(ghost, 'anything', { topK: 5 })).rejects.toThrow(/tenant not found/);
+        await expect(index.vector(ghost, v, { topK: 5 })).rejects.toThrow(/tenant not found/);
+        await expect(index.hybrid(ghost, 'anything', v, { topK: 5 })).rejects.toThrow(/tenant not found/);
+        expect(await raw.collections.get(collection).tenants.getByName(weaviateTenant(ghost))).toBeNull();
+      });
+
+      it('refuses to write chunks for a tenant whose shard was never created', async () => {
+        const tenant = randomUUID();
+        const client = await pool.connect();
+        try {
+          await client.query('BEGIN');
+          await createTenantSchema(client, tenant); // Postgres knows it, Weaviate does not
+          await client.query('COMMIT');
+        } finally {
+          client.release();
+        }
+        const doc = randomUUID();
+        await upload(tenant, doc, 1);
+        await expect(index.stageChunks(tenant, doc, 1, embedder.id, await chunksOf(['orphan text']))).rejects.toThrow(/tenant not found/);
+        expect(await raw.collections.get(collection).tenants.getByName(weaviateTenant(tenant))).toBeNull();
+      });
+    });
+
+    describe('document lifecycle', () => {
+      const tenant = randomUUID();
+      beforeAll(() => provision(tenant));
+
+      it('ensureTenant is idempotent', async () => {
+        await index.ensureTenant(tenant);
+        await index.ensureTenant(tenant);
+        expect(await raw.collections.get(collection).tenants.getByName(weaviateTenant(tenant))).toMatchObject({ activityStatus: 'ACTIVE' });
+      });
+
+      it('treats a redelivered stage as an upsert: the object count does not change', async () => {
+        const doc = randomUUID();
+        await upload(tenant, doc, 1);
+        const chunks = await chunksOf(['Alpha paragraph about invoices.', 'Beta paragraph about receipts.', 'Gamma paragraph about audits.']);
+        const before = await objectCount(tenant);
+        await index.stageChunks(tenant, doc, 1, embedder.id, chunks);
+        await index.stageChunks(tenant, doc, 1, embedder.id, chunks);
+        await index.stageChunks(tenant, doc, 1, embedder.id, chunks.slice(1));
+        expect(await objectCount(tenant)).toBe(before + 3);
+        await index.activate(tenant, doc, 1, { chunkCount: 3, embedderId: embedder.id, format: 'markdown' });
+        expect(keys(await index.keyword(tenant, 'receipts', { topK: 10 }))).toEqual([`${doc}/1/1`]);
+        await index.forgetDocument(tenant, doc);
+        expect(await objectCount(tenant)).toBe(before);
+      });
+
+      it('serves only the ready version while a newer one is staged, and drops the older one on activation', async () => {
+        const doc = randomUUID();
+        const base = await objectCount(tenant);
+        await indexDocument(tenant, doc, 1, ['Version one says the kiwi budget is small.', 'Version one appendix on kiwi.']);
+        expect(await objectCount(tenant)).toBe(base + 2);
+
+        await upload(tenant, doc, 2);
+        const v2 = await chunksOf(['Version two says the kiwi budget is large.', 'Version two appendix on kiwi.', 'Version two glossary of kiwi terms.']);
+        await index.stageChunks(tenant, doc, 2, embedder.id, v2);
+        expect(await objectCount(tenant)).toBe(base + 5);
+
+        // Both versions are in Weaviate now; only the ready one (1) is served.
+        const vector = await embedQuery('kiwi budget');
+        for (const cands of [
+          await index.keyword(tenant, 'kiwi', { topK: 10 }),
+          await index.vector(tenant, vector, { topK: 10 }),
+          await index.hybrid(tenant, 'kiwi budget', vector, { topK: 10 }),
+        ]) {
+          expect(cands.map((c) => c.version)).toEqual([1, 1]);
+        }
+
+        await expect(index.activate(tenant, doc, 2, { chunkCount: 3, embedderId: embedder.id, format: 'markdown' })).resolves.toBe(true);
+        expect(await objectCount(tenant)).toBe(base + 3);
+        const after = await index.keyword(tenant, 'kiwi', { topK: 10 });
+        expect(after.map((c) => c.version)).toEqual([2, 2, 2]);
+        expect((await index.hydrate(tenant, after)).map((h) => h.text).join(' ')).toContain('large');
+
+        // A late activation of a superseded version loses and takes its objects with it.
+        await index.stageChunks(tenant, doc, 1, embedder.id, await chunksOf(['Version one redelivered late about kiwi.']));
+        await expect(index.activate(tenant, doc, 1, { chunkCount: 1, embedderId: embedder.id, format: 'markdown' })).resolves.toBe(false);
+        expect(await objectCount(tenant)).toBe(base + 3);
+
+        await index.forgetDocument(tenant, doc);
+        expect(await objectCount(tenant)).toBe(base);
+      });
+
+      it('finds topK ready candidates even when many staged objects outrank them', async () => {
+        const ready = randomUUID();
+        const busy = randomUUID();
+        await indexDocument(tenant, ready, 1, ['Lemur policy: meals are covered.', 'Lemur policy: taxis are covered.']);
+        await indexDocument(tenant, busy, 1, ['Unrelated text.']);
+        await upload(tenant, busy, 2);
+        // 60 staged chunks that match 'lemur' better than the ready ones do.
+        await index.stageChunks(tenant, busy, 2, embedder.id, await chunksOf(Array.from({ length: 60 }, (_, i) => `Lemur lemur lemur draft ${i}`)));
+
+        const got = await index.keyword(tenant, 'lemur', { topK: 2 });
+        expect(got.map((c) => c.documentId)).toEqual([ready, ready]);
+        await index.forgetDocument(tenant, busy);
+        await index.forgetDocument(tenant, ready);
+      });
+
+      it('dropTenant removes the shard, and a second drop is harmless', async () => {
+        const doomed = randomUUID();
+        await provision(doomed);
+        await indexDocument(doomed, randomUUID(), 1, ['Doomed text about quokkas.']);
+        expect(await objectCount(doomed)).toBe(1);
+
+        await index.dropTenant(doomed);
+        expect(await raw.collections.get(collection).tenants.getByName(weaviateTenant(doomed))).toBeNull();
+        await expect(index.keyword(doomed, 'quokkas', { topK: 5 })).rejects.toThrow(/tenant not found/);
+        await expect(index.dropTenant(doomed)).resolves.toBeUndefined();
+        // A DocumentDeleted redelivered after the tenant is gone has nothing left to do.
+        await expect(index.forgetDocument(doomed, randomUUID())).resolves.toBeUndefined();
+      });
+    });
+
+    it('answers ping, and rejects vectors of the wrong dimensions', async () => {
+      await expect(index.ping()).resolves.toBeUndefined();
+      await expect(index.vector(randomUUID(), new Float32Array(8), { topK: 1 })).rejects.toThrow(/dimensions/);
+    });
+
+    it('hybrid over a few hundred chunks: latency', async () => {
+      const tenant = randomUUID();
+      await provision(tenant);
+      const topics = ['invoices', 'travel', 'security', 'onboarding', 'benefits', 'laptops', 'privacy', 'payroll'];
+      const docs = 20;
+      const perDoc = 20;
+      for (let d = 0; d < docs; d++) {
+        const texts = Array.from({ length: perDoc }, (_, i) => {
+          const t = topics[(d + i) % topics.length]!;
+          return `Section ${i} of policy ${d}: rules about ${t}, approvals for ${t}, and exceptions to the ${t} process handled by team ${d % 5}.`;
+        });
+        await indexDocument(tenant, randomUUID(), 1, texts);
+      }
+      expect(await objectCount(tenant)).toBe(docs * perDoc);
+
+      const queries = topics.map((t) => `who approves ${t} exceptions`);
+      const vectors = await embedder.embed(queries, 'query');
+      const shard = raw.collections.get(collection).withTenant(weaviateTenant(tenant));
+      const adapter: number[] = [];
+      const bare: number[] = []; // the same query straight to Weaviate: what the Postgres check adds
+      for (let round = 0; round < 8; round++) {
+        for (let q = 0; q < queries.length; q++) {
+          let started = performance.now();
+          const got = await index.hybrid(tenant, queries[q]!, vectors[q]!, { topK: 10 });
+          adapter.push(performance.now() - started);
+          expect(got).toHaveLength(10);
+          started = performance.now();
+          await shard.query.hybrid(queries[q]!, { vector: Array.from(vectors[q]!), alpha: 0.5, limit: 20, returnMetadata: ['score'], returnProperties: ['documentId'] });
+          bare.push(performance.now() - started);
+        }
+      }
+      const pct = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(p * xs.length))]!;
+      const line = (xs: number[]) => `p50 ${pct(xs, 0.5).toFixed(1)} ms, p95 ${pct(xs, 0.95).toFixed(1)} ms, max ${pct(xs, 1).toFixed(1)} ms`;
+      process.stdout.write(
+        `weaviate hybrid top-10 over ${docs * perDoc} chunks, ${adapter.length} queries: adapter (incl. ready-version check in Postgres) ${line(adapter)}; ` +
+          `bare Weaviate query ${line(bare)}\n`,
+      );
+      // Loose bound: catches a pathological regression, not machine noise.
+      expect(pct(adapter, 0.5)).toBeLessThan(250);
+      await index.dropTenant(tenant);
+    }, 120_000);
+  });
+}

@@ -1,0 +1,154 @@
+import type { Pool } from 'pg';
+import type { EventBus } from '../services/core/eventBus';
+import type { EventStore } from '../services/core/eventStore';
+import { ConflictError, NotFoundError } from '../services/core/errors';
+import { activeVersion, type RebuildProgress, rebuild } from './rebuild';
+import { type Projection, type RunningProjection, type RunnerOptions, startKafkaProjection, startProjection, watchProjection } from './runner';
+
+/** A projection by name; `rebuildable` ones are built per version (tables suffixed `_v<N>`). */
+export interface ProjectionDefinition {
+  name: string;
+  make: (version: number) => Projection;
+  defaultVersion: number;
+  rebuildable: boolean;
+}
+
+export interface ProjectionInfo {
+  name: string;
+  version: number;
+  source: 'store' | 'kafka';
+  state: string;
+  error: string | null;
+  position: string;
+  lag_events: number | null;
+  lag_seconds: number | null;
+  rebuildable: boolean;
+  rebuild: RebuildProgress | null;
+}
+
+/**
+ * Runs the projections this process owns (others are watched through their checkpoints),
+ * lists their progress, and rebuilds a rebuildable one beside the live version, switching
+ * reads atomically (platform.projection_versions) when it has caught up.
+ */
+export async function startProjections(opts: {
+  store: EventStore;
+  pool: Pool;
+  bus: EventBus | null;
+  definitions: ProjectionDefinition[];
+  local: (name: string) => boolean;
+  runner?: RunnerOptions;
+}) {
+  const { store, pool, bus, definitions } = opts;
+  const log = opts.runner?.log ?? (() => undefined);
+  const running = new Map<string, RunningProjection>();
+  const versions = new Map<string, number>();
+  const rebuilds = new Map<string, RebuildProgress>();
+  const byName = new Map(definitions.map((d) => [d.name, d]));
+
+  const launch = async (def: ProjectionDefinition, version: number): Promise<RunningProjection> => {
+    const p = def.make(version);
+    if (!opts.local(def.name)) return watchProjection(pool, p, bus ? 'kafka' : 'store');
+    if (bus) return startKafkaProjection(bus, pool, p, opts.runner);
+    return startProjection(store, pool, p, opts.runner);
+  };
+
+  for (const def of definitions) {
+    const version = def.rebuildable ? await activeVersion(pool, def.name, def.defaultVersion) : def.defaultVersion;
+    versions.set(def.name, version);
+    running.set(def.name, await launch(def, version));
+  }
+
+  async function lag(positionStr: string): Promise<number | null> {
+    const schema = (store as { schema?: string }).schema;
+    if (store.kind !== 'postgres' || !schema) return null;
+    const gp = positionStr ? Number(positionStr.split('-')[1] ?? 0) : 0;
+    const r = await pool.query<{ n: string }>(`SELECT count(*) AS n FROM ${schema}.events WHERE global_position > $1`, [gp]);
+    return Number(r.rows[0]?.n ?? 0);
+  }
+
+  return {
+    get: (name: string) => running.get(name),
+    /** Live handles by name, for read-your-writes waits. */
+    handles(): Record<string, RunningProjection> {
+      const out: Record<string, RunningProjection> = {};
+      for (const def of definitions) {
+        out[def.name] = {
+          status: () => running.get(def.name)!.status(),
+          waitFor: (p, t, tenant) => running.get(def.name)!.waitFor(p, t, tenant),
+          stop: async () => undefined,
+        };
+      }
+      return out;
+    },
+    version: (name: string) => versions.get(name),
+    async list(): Promise<ProjectionInfo[]> {
+      const out: ProjectionInfo[] = [];
+      for (const def of definitions) {
+        const s = running.get(def.name)!.status();
+        const lagEvents = s.source === 'store' ? await lag(s.position) : null;
+        out.push({
+          name: def.name,
+          version: versions.get(def.name)!,
+          source: s.source,
+          state: rebuilds.get(def.name)?.state === 'rebuilding' ? 'rebuilding' : s.state,
+          error: s.error,
+          position: s.position,
+          lag_events: lagEvents,
+          lag_seconds: lagEvents === 0 ? 0 : s.lastEventAt ? Math.max(0, (Date.now() - Date.parse(s.lastEventAt)) / 1000) : null,
+          rebuildable: def.rebuildable,
+          rebuild: rebuilds.get(def.name) ?? null,
+        });
+      }
+      return out;
+    },
+    /** Starts a rebuild in the background; resolves with its first progress record. */
+    async rebuild(name: string, onProgress?: (p: RebuildProgress) => void): Promise<{ progress: RebuildProgress; done: Promise<RebuildProgress> }> {
+      const def = byName.get(name);
+      if (!def) throw new NotFoundError('Projection');
+      if (!def.rebuildable) throw new ConflictError(`projection ${name} is not rebuildable online`);
+      if (rebuilds.get(name)?.state === 'rebuilding') throw new ConflictError(`projection ${name} is already rebuilding`);
+      const current = versions.get(name)!;
+      const r = await pool.query<{ v: number | null }>('SELECT greatest(active_version, coalesce(building_version, 0)) AS v FROM platform.projection_versions WHERE name = $1', [name]);
+      const next = Math.max(current, r.rows[0]?.v ?? current) + 1;
+      await pool.query(`UPDATE platform.projection_versions SET building_version = $2, state = 'rebuilding', error = NULL, updated_at = now() WHERE name = $1`, [name, next]);
+      const progress: RebuildProgress = { name, version: next, done: 0, total: null, eventsPerSecond: 0, etaSeconds: null, state: 'rebuilding', error: null };
+      rebuilds.set(name, progress);
+      const done = (async () => {
+        try {
+          const projection = def.make(next);
+          await rebuild(store, pool, projection, {
+            log,
+            onProgress: (p) => {
+              Object.assign(progress, p);
+              onProgress?.(progress);
+            },
+          });
+          // Caught up with the store: continue live from the rebuild's checkpoints, then switch.
+          const replacement = await launch(def, next);
+          await replacement.waitFor(await store.headPosition(), 60_000);
+          await pool.query(`UPDATE platform.projection_versions SET active_version = $2, building_version = NULL, state = 'live', updated_at = now() WHERE name = $1`, [name, next]);
+          const old = running.get(name)!;
+          running.set(name, replacement);
+          versions.set(name, next);
+          await old.stop();
+          progress.state = 'switched';
+          log('info', 'projection rebuilt and switched', { name, version: next, events: progress.done });
+        } catch (err) {
+          progress.state = 'failed';
+          progress.error = (err as Error).message;
+          await pool.query(`UPDATE platform.projection_versions SET building_version = NULL, state = 'failed', error = $2, updated_at = now() WHERE name = $1`, [name, progress.error]).catch(() => undefined);
+          log('error', 'projection rebuild failed', { name, error: progress.error });
+        }
+        onProgress?.(progress);
+        return progress;
+      })();
+      return { progress, done };
+    },
+    async stop() {
+      for (const p of running.values()) await p.stop();
+    },
+  };
+}
+
+export type Projections = Awaited<ReturnType<typeof startProjections>>;

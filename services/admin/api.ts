@@ -1,0 +1,82 @@
+import { Router } from 'express';
+import { z } from 'zod';
+import { ValidationError } from '../core/errors';
+import { requireOperator, requireRole } from '../gateway/auth';
+import { type AppDeps, principalOf } from '../gateway/context';
+
+const rangeSchema = z
+  .object({
+    from: z.string().regex(/^\d{4}-\d{2}-\d{2}$/, 'YYYY-MM-DD').optional(),
+    to: z.string().regex(/^\d{4}-\d{2}-\d{2}$/, 'YYYY-MM-DD').optional(),
+  })
+  .strict();
+
+function range(query: unknown) {
+  const r = rangeSchema.safeParse(query);
+  if (!r.success) throw new ValidationError(r.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; '));
+  const to = r.data.to ?? new Date().toISOString().slice(0, 10);
+  const from = r.data.from ?? new Date(Date.parse(to) - 29 * 86400_000).toISOString().slice(0, 10);
+  if (Number.isNaN(Date.parse(from)) || Number.isNaN(Date.parse(to)) || from > to) throw new ValidationError('from must be a date before or equal to to');
+  return { from, to };
+}
+
+async function usageTable(deps: AppDeps): Promise<string | null> {
+  const r = await deps.pool.query<{ active_version: number }>(`SELECT active_version FROM platform.projection_versions WHERE name = 'analytics'`);
+  const t = `analytics.usage_daily_v${r.rows[0]?.active_version ?? 1}`;
+  const e = await deps.pool.query('SELECT to_regclass($1) AS t', [t]);
+  return e.rows[0]?.t ? t : null;
+}
+
+const usageView = (r: Record<string, unknown>) => ({
+  tenant_id: r.tenant_id,
+  day: r.day instanceof Date ? r.day.toISOString().slice(0, 10) : r.day,
+  documents_uploaded: r.documents_uploaded,
+  documents_deleted: r.documents_deleted,
+  bytes_uploaded: Number(r.bytes_uploaded),
+  chunks_indexed: r.chunks_indexed,
+  searches: r.searches,
+  questions: r.questions,
+  prompt_tokens: Number(r.prompt_tokens),
+  completion_tokens: Number(r.completion_tokens),
+  documents_stored: r.documents_stored,
+  bytes_stored: Number(r.bytes_stored),
+  chunks_stored: r.chunks_stored,
+});
+
+/** Usage for the tenant (admins) from the analytics projection. */
+export function usageApi(deps: AppDeps): Router {
+  const r = Router();
+  r.get('/v1/usage', requireRole('admin'), async (req, res) => {
+    const p = principalOf(req);
+    const { from, to } = range(req.query);
+    const t = await usageTable(deps);
+    const rows = t ? (await deps.pool.query(`SELECT * FROM ${t} WHERE tenant_id = $1 AND day BETWEEN $2 AND $3 ORDER BY day`, [p.tenantId, from, to])).rows : [];
+    res.json({ from, to, days: rows.map(usageView).map(({ tenant_id: _t, ...d }) => d) });
+  });
+  return r;
+}
+
+/** Operator routes: projections (progress, lag, rebuild) and usage of every tenant. */
+export function adminApi(deps: AppDeps): Router {
+  const r = Router();
+  const operator = requireOperator(deps.config.adminToken);
+
+  r.get('/v1/admin/projections', operator, async (_req, res) => {
+    res.json({ items: await deps.manager.list() });
+  });
+
+  r.post('/v1/admin/projections/:name/rebuild', operator, async (req, res) => {
+    const name = String(req.params.name);
+    const { progress } = await deps.manager.rebuild(name);
+    res.status(202).location('/v1/admin/projections').json(progress);
+  });
+
+  r.get('/v1/admin/usage', operator, async (req, res) => {
+    const { from, to } = range(req.query);
+    const t = await usageTable(deps);
+    const rows = t ? (await deps.pool.query(`SELECT * FROM ${t} WHERE day BETWEEN $1 AND $2 ORDER BY day, tenant_id`, [from, to])).rows : [];
+    res.json({ from, to, days: rows.map(usageView) });
+  });
+
+  return r;
+}
