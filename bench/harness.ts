@@ -76,7 +76,7 @@ export async function startBench(opts: BenchOptions): Promise<Bench> {
   }
   const admin = new pg.Client({ connectionString: adminUrl });
   await admin.connect();
-  const version = (await admin.query<{ v: string }>('SHOW server_version')).rows[0]?.v ?? '?';
+  const version = (await admin.query<{ server_version: string }>('SHOW server_version')).rows[0]?.server_version ?? '?';
   serverLabel += `, PostgreSQL ${version}`;
   const created = new Set<string>();
 

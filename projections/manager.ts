@@ -67,7 +67,23 @@ export async function startProjections(opts: {
     return Number(r.rows[0]?.n ?? 0);
   }
 
-  return {
+  // Lag history for the operator page: one sample a minute, the last hour kept in memory.
+  const history: { at: string; lag: Record<string, number | null> }[] = [];
+  const sample = async () => {
+    try {
+      const items = await api.list();
+      history.push({ at: new Date().toISOString(), lag: Object.fromEntries(items.map((i) => [i.name, i.lag_events])) });
+      while (history.length > 60) history.shift();
+    } catch {
+      // sampling is best effort
+    }
+  };
+  const sampler = setInterval(() => void sample(), 60_000);
+  sampler.unref();
+
+  const api = {
+    history: () => history.slice(),
+    sample,
     get: (name: string) => running.get(name),
     /** Live handles by name, for read-your-writes waits. */
     handles(): Record<string, RunningProjection> {
@@ -146,9 +162,12 @@ export async function startProjections(opts: {
       return { progress, done };
     },
     async stop() {
+      clearInterval(sampler);
       for (const p of running.values()) await p.stop();
     },
   };
+  void sample();
+  return api;
 }
 
 export type Projections = Awaited<ReturnType<typeof startProjections>>;

@@ -134,6 +134,22 @@ export async function startProduct(env: Env, opts: { logger?: pino.Logger; roles
     // ---- projections and indexing workers ----
     let indexer: Indexer | null = null;
     const tenantListeners: ((tenantId: string) => void)[] = [];
+    /**
+     * After TenantDeleted: the read models are already dropped (platform projection); erase the
+     * vectors, content, Redis keys, and every stream of the tenant down to a content-free tombstone.
+     */
+    const eraseTenant = async (tenantId: string) => {
+      const steps: [string, () => Promise<unknown>][] = [
+        ['vectors', () => index.dropTenant(tenantId)],
+        ['content', () => content.deleteTenant(tenantId)],
+        ['rate limits', () => limiter.forgetPrefix(`tr:${tenantId}:`)],
+        ['streams', async () => Promise.all((await store.streamsOfTenant(tenantId)).map((s) => store.deleteStream(s)))],
+      ];
+      for (const [what, step] of steps) {
+        await step().catch((err) => log('error', 'tenant erasure step failed', { tenantId, what, error: (err as Error).message }));
+      }
+      log('info', 'tenant erased', { tenantId });
+    };
     const definitions: ProjectionDefinition[] = [
       {
         name: 'platform',
@@ -143,11 +159,7 @@ export async function startProduct(env: Env, opts: { logger?: pino.Logger; roles
           platformProjection({
             onTenantChanged: (t) => tenantListeners.forEach((l) => l(t)),
             onTenantProvisioned: (t) => void index.ensureTenant(t).catch((err) => log('error', 'vector tenant creation failed', { tenantId: t, error: (err as Error).message })),
-            onTenantDeleted: (t) => {
-              void index.dropTenant(t);
-              void content.deleteTenant(t);
-              void limiter.forgetPrefix(`tr:${t}:`);
-            },
+            onTenantDeleted: (t) => void eraseTenant(t),
           }),
       },
       {

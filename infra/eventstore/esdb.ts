@@ -248,6 +248,17 @@ export async function createEsdbEventStore(
       }
     },
 
+    async streamsOfTenant(tenantId) {
+      // EventStoreDB keeps no index of stream names we can query by tenant without the
+      // $streams system projection, so scan $all once; tenant deletion is rare.
+      const found = new Set<string>();
+      for await (const resolved of client.readAll({ fromPosition: ESDB_START, direction: FORWARDS, resolveLinkTos: false })) {
+        const id = resolved.event?.streamId;
+        if (id && !id.startsWith('$') && (id.endsWith(`-${tenantId}`) || id.includes(`-${tenantId}.`))) found.add(id);
+      }
+      return [...found];
+    },
+
     async ping() {
       // Any cheap authenticated read proves the node answers (and we may read $all).
       for await (const _ of client.readAll({ fromPosition: END, direction: BACKWARDS, maxCount: 1, deadline: 5_000 })) break;

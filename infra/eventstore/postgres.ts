@@ -333,6 +333,16 @@ export async function createPostgresEventStore(pool: pg.Pool, opts: PostgresEven
       });
     },
 
+    async streamsOfTenant(tenantId) {
+      assertOpen();
+      // Stream ids are `<category>-<tenantId>` or `<category>-<tenantId>.<entity>` (contracts/naming.ts).
+      const r = await pool.query<{ stream_id: string }>(
+        `SELECT stream_id FROM ${S}.streams WHERE NOT deleted AND (stream_id LIKE '%-' || $1 OR stream_id LIKE '%-' || $1 || '.%')`,
+        [tenantId],
+      );
+      return r.rows.map((row) => row.stream_id);
+    },
+
     async ping() {
       await pool.query('SELECT 1');
     },

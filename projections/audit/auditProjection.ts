@@ -17,6 +17,12 @@ import type { Projection } from '../runner';
  * live one and reads switch when it has caught up.
  */
 export const AUDIT_VERSION = 1;
+
+export class TenantNotReadyError extends Error {
+  constructor(tenantId: string) {
+    super(`tenant ${tenantId} is not provisioned yet`);
+  }
+}
 export const auditTable = (version: number) => `audit_log_v${version}`;
 
 export interface AuditEntry {
@@ -141,7 +147,12 @@ export function auditProjection(version = AUDIT_VERSION): Projection {
     async apply(client: PoolClient, recorded: RecordedEvent) {
       const tenantId = recorded.metadata.tenantId;
       if (!ready.has(tenantId)) {
-        if (!(await tenantSchemaExists(client, tenantId))) return; // tenant deleted since
+        if (!(await tenantSchemaExists(client, tenantId))) {
+          const t = await client.query<{ status: string }>('SELECT status FROM platform.tenants WHERE tenant_id = $1', [tenantId]);
+          if (t.rows[0]?.status === 'deleted' || (t.rows[0] && recorded.type !== 'TenantProvisioned')) return; // erased since
+          // The platform projection has not created the tenant's schema yet: retry the batch.
+          throw new TenantNotReadyError(tenantId);
+        }
         await ensureAuditTable(client, tenantId, version);
         ready.add(tenantId);
       }

@@ -1,6 +1,9 @@
 import { Router } from 'express';
 import { z } from 'zod';
-import { ValidationError } from '../core/errors';
+import { withTenant } from '../../infra/postgres/schema';
+import { auditTable } from '../../projections/audit/auditProjection';
+import { NotFoundError, ValidationError } from '../core/errors';
+import { idParam, limitParam } from '../gateway/validation';
 import { requireOperator, requireRole } from '../gateway/auth';
 import { type AppDeps, principalOf } from '../gateway/context';
 
@@ -63,6 +66,25 @@ export function adminApi(deps: AppDeps): Router {
 
   r.get('/v1/admin/projections', operator, async (_req, res) => {
     res.json({ items: await deps.manager.list() });
+  });
+
+  r.get('/v1/admin/projections/history', operator, async (_req, res) => {
+    res.json({ items: deps.manager.history() });
+  });
+
+  r.get('/v1/admin/tenants/:id/audit', operator, async (req, res) => {
+    const id = idParam(req.params.id, 'Tenant');
+    const limit = limitParam(req.query.limit, 20, 200);
+    const t = (await deps.pool.query(`SELECT 1 FROM platform.tenants WHERE tenant_id = $1 AND status <> 'deleted'`, [id])).rows[0];
+    if (!t) throw new NotFoundError('Tenant');
+    const v = (await deps.pool.query<{ active_version: number }>(`SELECT active_version FROM platform.projection_versions WHERE name = 'audit'`)).rows[0]?.active_version ?? 1;
+    const table = auditTable(v);
+    const rows = await withTenant(deps.pool, id, async (c) => {
+      const exists = await c.query('SELECT to_regclass($1) AS t', [table]);
+      if (!exists.rows[0]?.t) return [];
+      return (await c.query(`SELECT seq, type, actor, subject, occurred_at, result FROM ${table} ORDER BY seq DESC LIMIT $1`, [limit])).rows;
+    }, { readOnly: true });
+    res.json({ items: rows.map((r) => ({ ...r, seq: Number(r.seq) })) });
   });
 
   r.post('/v1/admin/projections/:name/rebuild', operator, async (req, res) => {

@@ -63,6 +63,8 @@ export interface EventStore {
   onAppended(listener: () => void): () => void;
   /** Tombstones a stream: its events are removed and it can never be written again. */
   deleteStream(streamId: string): Promise<void>;
+  /** Live (not deleted) streams of a tenant, for tenant deletion. */
+  streamsOfTenant(tenantId: string): Promise<string[]>;
   /** Is the backing server reachable? For /ready. */
   ping(): Promise<void>;
   close(): Promise<void>;

@@ -1,0 +1,412 @@
+/**
+ * Search figures, through the product's public HTTP API (POST /v1/search, POST /v1/ask):
+ *   - hybrid search, top 10, on one tenant holding N chunks (100,000; --quick 10,000);
+ *   - resident memory of the product process with those chunks loaded;
+ *   - ask (extractive answerer), top 5, on the same tenant;
+ *   - the same search again after the other tenants (1,000 chunks each) were loaded and searched
+ *     once (so their vectors are resident too): the noisy-neighbour ratio;
+ *   - the embedded vector index against Weaviate (infra/vectors/weaviate.ts, production profile,
+ *     when WEAVIATE_URL is set) on the same chunks and queries: latency ratio and recall@10 of
+ *     each against exact (brute-force) search.
+ *
+ * Chunks are not embedded with the model: rows go straight into the tenant's read model through
+ * the KnowledgeIndex port (documents + document_index rows, index.stageChunks, index.activate),
+ * with random 384-d vectors drawn around 64 topic centres (like real embeddings, they cluster)
+ * and ~150-word texts drawn from a Zipf-distributed vocabulary. The product process loads them
+ * from PostgreSQL on the tenant's first search, as after a restart. Query vectors come from the
+ * product's own (hashing) embedder; Weaviate and exact search get vectors from the same mixture.
+ */
+import { randomUUID } from 'node:crypto';
+import type pg from 'pg';
+import weaviate from 'weaviate-client';
+import { hashingVector } from '../infra/embeddings/hashing';
+import { withTenant } from '../infra/postgres/schema';
+import { createEmbeddedIndex } from '../infra/vectors/embedded';
+import { createWeaviateIndex } from '../infra/vectors/weaviate';
+import { signAccessToken } from '../services/gateway/auth';
+import { fuseRrf } from '../services/search/search';
+import type { Candidate, IndexedChunk, KnowledgeIndex } from '../services/search/knowledgeIndex';
+import { chunkText, gaussian, rng, unitVector, type Vocabulary, vocabulary } from './data';
+import { type Bench, type BenchTenant, type HttpClient, JWT_SECRET, type ProductProcess } from './harness';
+import { failed, type Figure, fmtInt, fmtNum, latencyWithin, median, pct, skipped, summariseLatency, summariseValue } from './stats';
+
+const DIMS = 384;
+const CENTRES = 64;
+/** Noise per dimension around a centre: cosine to the centre about 0.7, between siblings about 0.5. */
+const SIGMA = 0.052;
+
+export interface SearchContext {
+  b: Bench;
+  product: ProductProcess;
+  http: HttpClient;
+  /** Pool on the product's database (for loading rows, as the indexer would). */
+  pool: pg.Pool;
+  big: BenchTenant;
+  others: BenchTenant[];
+  peer: BenchTenant | null;
+}
+
+export class ChunkGenerator {
+  readonly vocab: Vocabulary;
+  private readonly rand: () => number;
+  private readonly centres: Float32Array[];
+  constructor(seed: number) {
+    this.vocab = vocabulary(20_000, 7);
+    this.rand = rng(seed);
+    const c = rng(1234);
+    this.centres = Array.from({ length: CENTRES }, () => unitVector(c, DIMS));
+  }
+
+  vector(): Float32Array {
+    const centre = this.centres[Math.floor(this.rand() * CENTRES)]!;
+    const v = new Float32Array(DIMS);
+    let n = 0;
+    for (let i = 0; i < DIMS; i++) {
+      const x = centre[i]! + SIGMA * gaussian(this.rand);
+      v[i] = x;
+      n += x * x;
+    }
+    const s = 1 / Math.sqrt(n);
+    for (let i = 0; i < DIMS; i++) v[i] = v[i]! * s;
+    return v;
+  }
+
+  chunk(index: number): IndexedChunk {
+    return { chunkIndex: index, text: chunkText(this.vocab, this.rand, 150), headingPath: ['Handbook', `Section ${index >> 4}`], page: null, tokenCount: 200, vector: this.vector() };
+  }
+
+  /** 2-4 words; the 100 most frequent words (this vocabulary's stand-in for stop words) are never drawn. */
+  query(): string {
+    const words: string[] = [];
+    const n = 2 + Math.floor(this.rand() * 3);
+    while (words.length < n) {
+      const w = this.vocab.draw(this.rand);
+      if (this.vocab.words.indexOf(w) >= 100) words.push(w);
+    }
+    return words.join(' ');
+  }
+}
+
+/** Writes documents + chunks of one tenant through the KnowledgeIndex port (what the indexer does). */
+export async function loadChunks(
+  pool: pg.Pool,
+  index: KnowledgeIndex,
+  gen: ChunkGenerator,
+  tenantId: string,
+  embedderId: string,
+  docs: number,
+  chunksPerDoc: number,
+  opts: { concurrency?: number; batch?: number } = {},
+): Promise<{ documentIds: string[]; vectors: { documentId: string; chunkIndex: number; vector: Float32Array }[] }> {
+  const batch = opts.batch ?? 1000;
+  const documentIds: string[] = [];
+  const vectors: { documentId: string; chunkIndex: number; vector: Float32Array }[] = [];
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: opts.concurrency ?? 2 }, async () => {
+      while (next < docs) {
+        const d = next++;
+        const documentId = randomUUID();
+        documentIds.push(documentId);
+        await withTenant(pool, tenantId, async (c) => {
+          await c.query(
+            `INSERT INTO documents (document_id, filename, external_id, content_type, size_bytes, sha256, version, uploaded_by, created_at, updated_at, position)
+             VALUES ($1, $2, NULL, 'text/markdown', $3, $4, 1, 'user:bench', now(), now(), '')`,
+            [documentId, `bench-${d}.md`, chunksPerDoc * 1000, 'b'.repeat(64)],
+          );
+          await c.query(`INSERT INTO document_index (document_id, version, status, updated_at) VALUES ($1, 1, 'pending', now())`, [documentId]);
+        });
+        for (let i = 0; i < chunksPerDoc; i += batch) {
+          const chunks = Array.from({ length: Math.min(batch, chunksPerDoc - i) }, (_, k) => gen.chunk(i + k));
+          for (const ch of chunks) vectors.push({ documentId, chunkIndex: ch.chunkIndex, vector: ch.vector });
+          await index.stageChunks(tenantId, documentId, 1, embedderId, chunks);
+        }
+        const ok = await index.activate(tenantId, documentId, 1, { chunkCount: chunksPerDoc, embedderId, format: 'markdown' });
+        if (!ok) throw new Error(`activate refused document ${documentId}`);
+      }
+    }),
+  );
+  return { documentIds, vectors };
+}
+
+async function timedSearches(ctx: SearchContext, token: string, queries: string[], path: '/v1/search' | '/v1/ask', topK: number): Promise<number[]> {
+  const out: number[] = [];
+  for (const q of queries) {
+    const body = path === '/v1/search' ? { query: q, top_k: topK, mode: 'hybrid' } : { question: q, top_k: topK };
+    const r = await ctx.http.request(path === '/v1/search' ? 'POST' : 'POST', path, { token, json: body });
+    if (r.status !== 200) throw new Error(`${path}: HTTP ${r.status} ${JSON.stringify(r.body).slice(0, 200)}`);
+    out.push(r.ms);
+  }
+  return out;
+}
+
+function exactTopK(vectors: { documentId: string; chunkIndex: number; vector: Float32Array }[], q: Float32Array, k: number): string[] {
+  const scored: { key: string; s: number }[] = [];
+  for (const v of vectors) {
+    let s = 0;
+    for (let d = 0; d < DIMS; d++) s += v.vector[d]! * q[d]!;
+    scored.push({ key: `${v.documentId}/${v.chunkIndex}`, s });
+  }
+  scored.sort((a, b) => b.s - a.s);
+  return scored.slice(0, k).map((x) => x.key);
+}
+
+const recall = (got: Candidate[], exact: string[]) => got.filter((c) => exact.includes(`${c.documentId}/${c.chunkIndex}`)).length / exact.length;
+
+export async function searchBench(ctx: SearchContext): Promise<Figure[]> {
+  const { b, product, pool } = ctx;
+  const quick = b.opts.quick;
+  const RUNS = quick ? 3 : 5;
+  const PER_RUN = quick ? 100 : 300;
+  const BIG = quick ? 10_000 : 100_000;
+  const OTHER_CHUNKS = 1_000;
+  const embedderId = product.embedderId;
+  const figures: Figure[] = [];
+  const gen = new ChunkGenerator(99);
+  const queriesFor = (_run: number) => Array.from({ length: PER_RUN }, () => gen.query());
+  const loader = createEmbeddedIndex(pool, { embedderId: () => embedderId });
+  const scaleBig = `${fmtInt(BIG)} chunks${quick ? ' (--quick; full: 100,000)' : ''}`;
+
+  // ---- one tenant with BIG chunks ----------------------------------------------------------
+  const memBefore = await product.memory();
+  b.log(`search: loading ${fmtInt(BIG)} chunks into one tenant`);
+  let t = performance.now();
+  await loadChunks(pool, loader, gen, ctx.big.id, embedderId, BIG / 1000, 1000);
+  const loadSeconds = (performance.now() - t) / 1000;
+  t = performance.now();
+  await timedSearches(ctx, ctx.big.token, [gen.query()], '/v1/search', 10); // cold: loads the vectors
+  const coldMs = performance.now() - t;
+  await timedSearches(ctx, ctx.big.token, Array.from({ length: 20 }, () => gen.query()), '/v1/search', 10);
+  const queriesByRun = Array.from({ length: RUNS }, (_, r) => queriesFor(r));
+  const baseRuns: number[][] = [];
+  const memSamples: number[] = [];
+  for (const qs of queriesByRun) {
+    baseRuns.push(await timedSearches(ctx, ctx.big.token, qs, '/v1/search', 10));
+    memSamples.push((await product.memory()).rss / 2 ** 20);
+  }
+  const base = summariseLatency(baseRuns);
+
+  // Where the time goes: the two retrieval halves measured in this process on the same rows.
+  const probe = createEmbeddedIndex(pool, { embedderId: () => embedderId });
+  const kw: number[] = [];
+  const vec: number[] = [];
+  await probe.vector(ctx.big.id, hashingVector('warm up', DIMS), { topK: 100 });
+  for (const q of queriesByRun[0]!.slice(0, 40)) {
+    let s = performance.now();
+    const k = await probe.keyword(ctx.big.id, q, { topK: 100 });
+    kw.push(performance.now() - s);
+    s = performance.now();
+    const v = await probe.vector(ctx.big.id, hashingVector(q, DIMS), { topK: 100 });
+    vec.push(performance.now() - s);
+    fuseRrf([k, v]);
+  }
+  await probe.close();
+  const breakdown = `In-process breakdown on the same rows (40 queries, p50): keyword (PostgreSQL full text, ts_rank over every match) ${fmtNum(median(kw))} ms, vector (exact scan of ${fmtInt(BIG)} x ${DIMS} floats) ${fmtNum(median(vec))} ms; the HTTP search runs both concurrently, then hydrates 10 hits.`;
+  figures.push({
+    id: 'search.hybrid',
+    group: 'search',
+    label: 'hybrid search, top 10, one tenant (POST /v1/search)',
+    scale: scaleBig,
+    summary: base,
+    target: 'p50 <= 10 ms, p99 <= 30 ms',
+    verdict: latencyWithin(base, { p50: 10, p99: 30 }),
+    compare: '',
+    notes: [
+      `Rows written through the KnowledgeIndex port in ${fmtNum(loadSeconds)} s; the first search loaded them into the product's memory in ${fmtInt(coldMs)} ms (excluded).`,
+      breakdown,
+    ],
+    raw: baseRuns,
+  });
+
+  // ---- memory ----------------------------------------------------------------------------
+  {
+    const s = summariseValue(memSamples, 'MiB');
+    const before = memBefore.rss / 2 ** 20;
+    const perChunkKiB = ((s.median - before) * 1024) / BIG;
+    const at100k = before + (perChunkKiB * 100_000) / 1024;
+    const verdictValue = quick ? at100k : s.median;
+    figures.push({
+      id: 'memory',
+      group: 'search',
+      label: 'resident memory (RSS) of the product with the chunks loaded',
+      scale: scaleBig,
+      summary: s,
+      target: '<= 600 MiB at 100,000 chunks',
+      verdict: verdictValue <= 600 ? 'PASS' : 'MISS',
+      compare: quick ? `extrapolated to 100,000 chunks: ${fmtInt(at100k)} MiB` : '',
+      notes: [
+        `RSS before loading: ${fmtInt(before)} MiB (product with ${ctx.others.length + 3} tenants provisioned); +${fmtNum(perChunkKiB)} KiB per chunk loaded (a 384-d float32 vector is 1.5 KiB). Peak RSS so far (VmHWM): ${fmtInt(((await product.memory()).hwm || NaN) / 2 ** 20)} MiB.`,
+        ...(quick ? ['--quick: the verdict uses the linear extrapolation to 100,000 chunks.'] : []),
+      ],
+      raw: { samples: memSamples, before },
+    });
+  }
+
+  // ---- ask ---------------------------------------------------------------------------------
+  {
+    b.log('search: ask (extractive, top 5)');
+    const askRuns: number[][] = [];
+    for (let r = 0; r < RUNS; r++) askRuns.push(await timedSearches(ctx, ctx.big.token, queriesFor(r).slice(0, quick ? 60 : 200), '/v1/ask', 5));
+    const s = summariseLatency(askRuns);
+    figures.push({
+      id: 'ask',
+      group: 'search',
+      label: 'ask, extractive answerer, top 5 (POST /v1/ask)',
+      scale: scaleBig,
+      summary: s,
+      target: 'p50 <= 20 ms',
+      verdict: latencyWithin(s, { p50: 20 }),
+      compare: `search p50 ${fmtNum(base.median)} ms on the same tenant`,
+      notes: [],
+      raw: askRuns,
+    });
+  }
+
+  // ---- noisy neighbours ----------------------------------------------------------------------
+  if (ctx.others.length > 0) {
+    try {
+      b.log(`search: loading ${ctx.others.length} other tenants x ${fmtInt(OTHER_CHUNKS)} chunks`);
+      t = performance.now();
+      let next = 0;
+      await Promise.all(
+        Array.from({ length: 2 }, async () => {
+          while (next < ctx.others.length) {
+            const o = ctx.others[next++]!;
+            await loadChunks(pool, loader, gen, o.id, embedderId, 1, OTHER_CHUNKS, { concurrency: 1 });
+          }
+        }),
+      );
+      const othersLoad = (performance.now() - t) / 1000;
+      // Every other tenant searched once, so its vectors are resident as well.
+      const users = await pool.query<{ tenant_id: string; user_id: string }>(`SELECT tenant_id, user_id FROM platform.users WHERE tenant_id = ANY($1::uuid[]) AND role = 'owner'`, [ctx.others.map((o) => o.id)]);
+      const tokens = users.rows.map((u) => signAccessToken(JWT_SECRET, { sub: u.user_id, tid: u.tenant_id, role: 'owner' }, 3600));
+      t = performance.now();
+      let k = 0;
+      await Promise.all(
+        Array.from({ length: 4 }, async () => {
+          while (k < tokens.length) await timedSearches(ctx, tokens[k++]!, [gen.query()], '/v1/search', 10);
+        }),
+      );
+      const warmSeconds = (performance.now() - t) / 1000;
+      const memAfter = (await product.memory()).rss / 2 ** 20;
+      const runs: number[][] = [];
+      for (const qs of queriesByRun) runs.push(await timedSearches(ctx, ctx.big.token, qs, '/v1/search', 10));
+      const s = summariseLatency(runs);
+      const r50 = s.median / base.median;
+      const r99 = s.p99 / base.p99;
+      figures.push({
+        id: 'search.neighbours',
+        group: 'search',
+        label: `the same search with ${fmtInt(ctx.others.length)} other tenants loaded (${fmtInt(OTHER_CHUNKS)} chunks each)`,
+        scale: `${fmtInt(ctx.others.length)} tenants${quick ? ' (--quick; full: 1,000)' : ''} + ${scaleBig}`,
+        summary: s,
+        target: 'within 20% of the figure above (p50 and p99)',
+        verdict: r50 <= 1.2 && r99 <= 1.2 ? 'PASS' : 'MISS',
+        compare: `p50 ${fmtNum(r50, 2)} x / p99 ${fmtNum(r99, 2)} x the single-tenant figure (same queries)`,
+        notes: [
+          `Other tenants' rows written in ${fmtNum(othersLoad)} s, each searched once (${fmtNum(warmSeconds)} s); product RSS then ${fmtInt(memAfter)} MiB.`,
+        ],
+        raw: runs,
+      });
+    } catch (err) {
+      figures.push(failed({ id: 'search.neighbours', group: 'search', label: 'the same search with other tenants loaded', scale: '', target: 'within 20%' }, err));
+    }
+  }
+
+  // ---- embedded index vs Weaviate ------------------------------------------------------------
+  figures.push(...(await weaviatePeer(ctx, embedderId)));
+  await loader.close();
+  return figures;
+}
+
+async function weaviatePeer(ctx: SearchContext, embedderId: string): Promise<Figure[]> {
+  const { b, pool } = ctx;
+  const quick = b.opts.quick;
+  const N = quick ? 2_000 : 20_000;
+  const QUERIES = quick ? 100 : 300;
+  const base = {
+    id: 'vector.peer',
+    group: 'search',
+    label: 'vector search top 10 (KnowledgeIndex.vector): embedded index vs Weaviate',
+    scale: `${fmtInt(N)} chunks, ${QUERIES} queries${quick ? ' (--quick; full: 20,000)' : ''}`,
+    target: 'comparison (no target)',
+  };
+  const url = process.env.WEAVIATE_URL;
+  if (!url) return [skipped({ ...base, reason: 'Weaviate: skipped, WEAVIATE_URL is not set (production profile: `set -a; source .env.infra; set +a`).', compare: 'Weaviate: skipped (WEAVIATE_URL not set)' })];
+  if (!ctx.peer) return [skipped({ ...base, reason: 'no peer tenant', compare: '' })];
+  const u = new URL(url);
+  if (!['127.0.0.1', 'localhost'].includes(u.hostname)) return [skipped({ ...base, reason: `Weaviate at ${u.hostname}: benchmarks target 127.0.0.1 only`, compare: '' })];
+  const collection = `BenchChunk${process.pid}`;
+  const grpcPort = Number(process.env.WEAVIATE_GRPC_PORT || 50051);
+  let wv: KnowledgeIndex & { hybrid(t: string, q: string, v: Float32Array, s: { topK: number }): Promise<Candidate[]> };
+  try {
+    wv = await createWeaviateIndex({ url, grpcPort, pool, embedderId: () => embedderId, dimensions: DIMS, collection });
+  } catch (err) {
+    return [skipped({ ...base, reason: `Weaviate at ${url} unavailable: ${(err as Error).message}`, compare: 'Weaviate: unavailable' })];
+  }
+  const embedded = createEmbeddedIndex(pool, { embedderId: () => embedderId });
+  try {
+    const tenantId = ctx.peer.id;
+    await wv.ensureTenant(tenantId);
+    b.log(`search: loading ${fmtInt(N)} chunks into Weaviate (and PostgreSQL) through infra/vectors/weaviate.ts`);
+    const gen = new ChunkGenerator(2024);
+    let t = performance.now();
+    const { vectors } = await loadChunks(pool, wv, gen, tenantId, embedderId, N / 500, 500, { concurrency: 1, batch: 500 });
+    const loadSeconds = (performance.now() - t) / 1000;
+    const queries = Array.from({ length: QUERIES }, () => ({ v: gen.vector(), q: gen.query() }));
+    const exact = queries.map((x) => exactTopK(vectors, x.v, 10));
+    // Warm both (the embedded index loads from PostgreSQL on first use).
+    await embedded.vector(tenantId, queries[0]!.v, { topK: 10 });
+    for (const x of queries.slice(0, 10)) await wv.vector(tenantId, x.v, { topK: 10 });
+    const lat: Record<'embedded' | 'weaviate', number[]> = { embedded: [], weaviate: [] };
+    const rec: Record<'embedded' | 'weaviate', number[]> = { embedded: [], weaviate: [] };
+    const hyb: Record<'embedded' | 'weaviate', number[]> = { embedded: [], weaviate: [] };
+    for (const [i, x] of queries.entries()) {
+      for (const [name, idx] of [['embedded', embedded], ['weaviate', wv]] as const) {
+        t = performance.now();
+        const got = await idx.vector(tenantId, x.v, { topK: 10 });
+        lat[name].push(performance.now() - t);
+        rec[name].push(recall(got, exact[i]!));
+      }
+      // Hybrid: the embedded path is keyword + vector + RRF (as services/search does); Weaviate fuses server-side.
+      t = performance.now();
+      const [k, v] = await Promise.all([embedded.keyword(tenantId, x.q, { topK: 100 }), embedded.vector(tenantId, x.v, { topK: 100 })]);
+      fuseRrf([k, v]);
+      hyb.embedded.push(performance.now() - t);
+      t = performance.now();
+      await wv.hybrid(tenantId, x.q, x.v, { topK: 10 });
+      hyb.weaviate.push(performance.now() - t);
+    }
+    const s = summariseLatency([lat.embedded]);
+    const w = summariseLatency([lat.weaviate]);
+    const meanRecall = (xs: number[]) => xs.reduce((a, c) => a + c, 0) / xs.length;
+    return [
+      {
+        ...base,
+        summary: s,
+        verdict: 'INFO',
+        compare: `embedded/Weaviate latency p50 ${fmtNum(s.median / w.median, 2)} x, p99 ${fmtNum(s.p99 / w.p99, 2)} x (Weaviate p50 ${fmtNum(w.median)} / p99 ${fmtNum(w.p99)} ms); recall@10 vs exact: embedded ${fmtNum(meanRecall(rec.embedded), 3)}, Weaviate ${fmtNum(meanRecall(rec.weaviate), 3)}`,
+        notes: [
+          `The median/p99 columns are the embedded index. Both through the KnowledgeIndex port in this process, same ${fmtInt(N)} chunks (tenant ${tenantId.slice(0, 8)}), same query vectors; Weaviate ${url} (HNSW, cosine, defaults) loaded through infra/vectors/weaviate.ts in ${fmtNum(loadSeconds)} s (${fmtInt(N / loadSeconds)} chunks/s, PostgreSQL rows included). Its vector() also asks PostgreSQL for the ready versions (one query per search).`,
+          `Hybrid top 10 p50/p99: embedded (keyword + vector + RRF) ${fmtNum(median(hyb.embedded))}/${fmtNum(pct(hyb.embedded, 99))} ms, Weaviate hybrid() ${fmtNum(median(hyb.weaviate))}/${fmtNum(pct(hyb.weaviate, 99))} ms.`,
+        ],
+        raw: { latency: lat, recall: rec, hybrid: hyb },
+      },
+    ];
+  } catch (err) {
+    return [failed(base, err)];
+  } finally {
+    await embedded.close();
+    await wv.dropTenant(ctx.peer.id).catch(() => undefined);
+    await wv.close().catch(() => undefined);
+    // The bench's own collection goes away with its data.
+    try {
+      const client = await weaviate.connectToLocal({ host: u.hostname, port: Number(u.port || 80), grpcPort });
+      await client.collections.delete(collection);
+      await client.close();
+    } catch {
+      /* best effort */
+    }
+  }
+}
+

@@ -1,0 +1,171 @@
+import request from 'supertest';
+import { streamId, tenantSchema } from '../../contracts/naming';
+import type { Product } from '../../services/product';
+import { ADMIN, provisionTenant, startTestProduct, type TestTenant, waitUntilIndexed } from '../support/product';
+
+const SECRET_TEXT = 'The submarine base access phrase is ORCHID-LANTERN-42.';
+const op = { Authorization: `Bearer ${ADMIN}` };
+
+async function eventually<T>(fn: () => Promise<T>, ok: (v: T) => boolean, timeoutMs = 15_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await fn();
+    if (ok(v)) return v;
+    if (Date.now() > deadline) throw new Error(`condition not met in time; last value ${JSON.stringify(v).slice(0, 500)}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+describe('audit log, usage analytics, replay and tenant deletion', () => {
+  let product: Product;
+  let acme: TestTenant;
+  let docId: string;
+
+  beforeAll(async () => {
+    product = await startTestProduct();
+    acme = await provisionTenant(product, 'audit');
+    const up = await request(product.app).post('/v1/documents').set(acme.auth).send({ filename: 'base.md', text: SECRET_TEXT });
+    docId = up.body.id;
+    await waitUntilIndexed(product, acme, docId);
+    await request(product.app).post('/v1/search').set(acme.auth).send({ query: 'submarine access phrase' }).expect(200);
+    await request(product.app).post('/v1/ask').set(acme.auth).send({ question: 'What is the access phrase?' }).expect(200);
+    await request(product.app).post('/v1/auth/login').send({ tenant: acme.slug, email: 'owner@audit.test', password: 'wrong password!!' }).expect(401);
+    const tok = await request(product.app).post('/v1/api-tokens').set(acme.auth).send({ name: 'robot' }).expect(201);
+    await request(product.app).delete(`/v1/api-tokens/${tok.body.id}`).set(acme.auth).expect(204);
+  });
+  afterAll(async () => {
+    await product?.stop();
+  });
+
+  const audit = (query = '') => request(product.app).get(`/v1/audit${query}`).set(acme.auth);
+
+  it('lists every command and security event, newest first, without secrets or content', async () => {
+    const res = await eventually(
+      () => audit('?limit=200'),
+      (r) => ['QuestionAsked', 'SearchPerformed', 'LoginFailed', 'ApiTokenRevoked', 'DocumentIndexed'].every((t) => r.body.items?.some((i: { type: string }) => i.type === t)),
+    );
+    const types = res.body.items.map((i: { type: string }) => i.type);
+    for (const t of ['TenantProvisioned', 'UserAdded', 'LoginSucceeded', 'LoginFailed', 'DocumentUploaded', 'DocumentIndexed', 'SearchPerformed', 'QuestionAsked', 'ApiTokenIssued', 'ApiTokenRevoked']) {
+      expect(types).toContain(t);
+    }
+    const seqs = res.body.items.map((i: { seq: number }) => i.seq);
+    expect([...seqs].sort((a, b) => b - a)).toEqual(seqs);
+    const body = JSON.stringify(res.body);
+    expect(body).not.toContain('ORCHID');
+    expect(body).not.toContain('argon2');
+    expect(body).not.toMatch(/trk_[A-Za-z0-9_-]{20,}/);
+    const failed = res.body.items.find((i: { type: string }) => i.type === 'LoginFailed');
+    expect(failed.result).toBe('failure');
+    expect(failed.correlation_id).toEqual(expect.any(String));
+  });
+
+  it('filters by type, subject, actor and time, and pages with a cursor', async () => {
+    const byType = await audit('?type=DocumentUploaded');
+    expect(byType.body.items.length).toBe(1);
+    expect(byType.body.items[0].subject).toBe(docId);
+    const bySubject = await audit(`?subject=${docId}`);
+    expect(bySubject.body.items.map((i: { type: string }) => i.type).sort()).toEqual(['DocumentIndexed', 'DocumentUploaded']);
+    const actor = byType.body.items[0].actor;
+    const byActor = await audit(`?actor=${encodeURIComponent(actor)}`);
+    expect(byActor.body.items.every((i: { actor: string }) => i.actor === actor)).toBe(true);
+    const future = await audit(`?since=${encodeURIComponent(new Date(Date.now() + 3600_000).toISOString())}`);
+    expect(future.body.items).toEqual([]);
+    const page1 = await audit('?limit=2');
+    const page2 = await audit(`?limit=2&cursor=${page1.body.next_cursor}`);
+    expect(page2.body.items[0].seq).toBeLessThan(page1.body.items[1].seq);
+    expect((await audit('?cursor=-5')).status).toBe(400);
+  });
+
+  it('exports the same entries as NDJSON', async () => {
+    const list = await audit('?limit=500');
+    const res = await request(product.app).get('/v1/audit/export').set(acme.auth);
+    expect(res.status).toBe(200);
+    expect(res.headers['content-type']).toMatch(/application\/x-ndjson/);
+    const lines = res.text.trim().split('\n').map((l) => JSON.parse(l));
+    expect(lines.map((l) => l.event_id)).toEqual(list.body.items.map((i: { event_id: string }) => i.event_id));
+  });
+
+  it('is forbidden to members and viewers', async () => {
+    await request(product.app).post('/v1/users').set(acme.auth).send({ email: 'v@audit.test', password: 'viewer password 1', role: 'viewer' }).expect(201);
+    const login = await request(product.app).post('/v1/auth/login').send({ tenant: acme.slug, email: 'v@audit.test', password: 'viewer password 1' }).expect(200);
+    const res = await request(product.app).get('/v1/audit').set('Authorization', `Bearer ${login.body.access_token}`);
+    expect(res.status).toBe(403);
+    expect(res.headers['content-type']).toMatch(/problem\+json/);
+  });
+
+  it('counts usage per day: documents, chunks, bytes, searches, questions', async () => {
+    const res = await eventually(
+      () => request(product.app).get('/v1/usage').set(acme.auth),
+      (r) => r.body.days?.[0]?.questions >= 1 && r.body.days?.[0]?.chunks_stored >= 1,
+    );
+    const today = res.body.days[res.body.days.length - 1];
+    expect(today).toMatchObject({ documents_uploaded: 1, documents_stored: 1, bytes_stored: Buffer.byteLength(SECRET_TEXT), searches: 1, questions: 1 });
+    const all = await request(product.app).get('/v1/admin/usage').set(op);
+    expect(all.body.days.some((d: { tenant_id: string }) => d.tenant_id === acme.id)).toBe(true);
+    expect((await request(product.app).get('/v1/usage?from=notadate').set(acme.auth)).status).toBe(400);
+  });
+
+  it('rebuilds the audit log beside the live one, identical, while reads keep answering', async () => {
+    const schema = tenantSchema(acme.id);
+    const checksum = async (table: string) =>
+      (
+        await product.deps.pool.query<{ c: string }>(
+          `SELECT md5(string_agg(event_id::text || hash || prev_hash || type || actor || coalesce(subject, '') || details::text, ',' ORDER BY seq)) AS c FROM ${schema}.${table}`,
+        )
+      ).rows[0]!.c;
+    const before = await checksum('audit_log_v1');
+    const start = await request(product.app).post('/v1/admin/projections/audit/rebuild').set(op);
+    expect(start.status).toBe(202);
+    expect(start.body).toMatchObject({ name: 'audit', version: 2, state: 'rebuilding' });
+    let reads = 0;
+    const done = await eventually(
+      async () => {
+        const r = await audit('?limit=5');
+        expect(r.status).toBe(200);
+        expect(r.body.items.length).toBeGreaterThan(0);
+        reads++;
+        return request(product.app).get('/v1/admin/projections').set(op);
+      },
+      (r) => r.body.items.find((p: { name: string }) => p.name === 'audit')?.version === 2,
+      30_000,
+    );
+    expect(reads).toBeGreaterThan(0);
+    const info = done.body.items.find((p: { name: string }) => p.name === 'audit');
+    expect(info.rebuild.state).toBe('switched');
+    expect(await checksum('audit_log_v2')).toBe(before);
+    expect((await request(product.app).post('/v1/admin/projections/catalog/rebuild').set(op)).status).toBe(409);
+    expect((await request(product.app).post('/v1/admin/projections/nope/rebuild').set(op)).status).toBe(404);
+  });
+
+  it('reports a row altered behind the product\'s back', async () => {
+    const ok = await request(product.app).get('/v1/audit/verify').set(acme.auth);
+    expect(ok.body).toMatchObject({ intact: true, broken_at: null });
+    expect(ok.body.entries).toBeGreaterThan(5);
+    const schema = tenantSchema(acme.id);
+    const v = (await request(product.app).get('/v1/admin/projections').set(op)).body.items.find((p: { name: string }) => p.name === 'audit').version;
+    const victim = (await product.deps.pool.query<{ seq: string }>(`SELECT seq FROM ${schema}.audit_log_v${v} ORDER BY seq LIMIT 1 OFFSET 3`)).rows[0]!.seq;
+    await product.deps.pool.query(`UPDATE ${schema}.audit_log_v${v} SET actor = 'user:someone-else' WHERE seq = $1`, [victim]);
+    const bad = await request(product.app).get('/v1/audit/verify').set(acme.auth);
+    expect(bad.body).toMatchObject({ intact: false, broken_at: Number(victim) });
+  });
+
+  it('deletes a tenant: read models, content and streams gone, a content-free tombstone kept, slug not reusable', async () => {
+    const t = await provisionTenant(product, 'doomed');
+    const up = await request(product.app).post('/v1/documents').set(t.auth).send({ filename: 'x.md', text: 'DOOMED-MARKER text' });
+    await waitUntilIndexed(product, t, up.body.id);
+    expect((await request(product.app).delete(`/v1/tenants/${t.id}`).set(op)).status).toBe(204);
+    expect((await request(product.app).get('/v1/documents').set(t.auth)).status).toBe(401);
+    await eventually(
+      async () => (await product.deps.store.readStream(streamId('document', t.id, up.body.id))).revision,
+      (rev) => rev === null,
+    );
+    expect((await product.deps.store.readStream(streamId('tenant', t.id))).events).toEqual([]);
+    const schemas = await product.deps.pool.query('SELECT 1 FROM pg_namespace WHERE nspname = $1', [tenantSchema(t.id)]);
+    expect(schemas.rowCount).toBe(0);
+    const blobs = await product.deps.pool.query('SELECT 1 FROM content.blobs WHERE tenant_id = $1', [t.id]);
+    expect(blobs.rowCount).toBe(0);
+    const again = await request(product.app).post('/v1/tenants').set(op).send({ name: 'again', slug: t.slug, owner: { email: 'o@x.test', password: 'long enough password' } });
+    expect(again.status).toBe(409);
+    expect((await request(product.app).get(`/v1/tenants/${t.id}`).set(op)).status).toBe(404);
+  });
+});
