@@ -125,10 +125,10 @@ async function plainInsert(pool: pg.Pool): Promise<Appender> {
 export async function eventStoreBench(b: Bench): Promise<Figure[]> {
   const quick = b.opts.quick;
   const RUNS = quick ? 3 : 5;
-  const DURATION = quick ? 1000 : 4000;
+  const DURATION = quick ? 750 : 4000;
   const WRITERS_1 = 16;
   const WRITERS_100 = 4;
-  const LATENCY_APPENDS = quick ? 300 : 2000;
+  const LATENCY_APPENDS = quick ? 200 : 2000;
   const scaleNote = quick ? ` (--quick: ${RUNS} runs of ${DURATION / 1000} s)` : ` (${RUNS} runs of ${DURATION / 1000} s)`;
 
   const esUrl = await b.createDatabase('bench_es');

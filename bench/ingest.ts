@@ -17,7 +17,13 @@ import { markdownDocument } from './data';
 import { type Bench, type HttpClient, multipart, provisionTenant, sleep } from './harness';
 import { failed, type Figure, fmtInt, fmtNum, median, summariseValue } from './stats';
 
-const SIZE = 10 * 1024 * 1024;
+/**
+ * 10 MiB minus one byte: the product's multipart reader (services/documents/api.ts readMultipart)
+ * gives busboy `fileSize: maxBytes`, and busboy flags a file that REACHES the limit as truncated,
+ * so a document of exactly MAX_UPLOAD_BYTES (10 MiB) is refused with 413 although the message says
+ * "limited to 10485760 bytes". Reported; the bench uses the largest size the product accepts.
+ */
+const SIZE = 10 * 1024 * 1024 - 1;
 
 async function modelThroughput(markdown: string): Promise<string> {
   const modelDir = join(__dirname, '..', 'models', 'all-minilm-l6-v2-q');
@@ -67,7 +73,10 @@ export async function ingestBench(b: Bench, http: HttpClient): Promise<Figure[]>
       seconds.push((performance.now() - t0) / 1000);
     }
     const s = summariseValue(seconds, 's');
-    const notes = [`${fmtInt(chunks)} chunks (${fmtNum(chunks / s.median)} chunks/s end to end); the upload request itself took p50 ${fmtInt(median(uploads))} ms. Polled every 50 ms.`];
+    const notes = [
+      'The document is 10,485,759 bytes (10 MiB - 1): exactly 10 MiB is refused with 413 by the multipart reader (busboy fileSize limit = MAX_UPLOAD_BYTES flags a file that reaches the limit), an off-by-one in services/documents/api.ts.',
+      `${fmtInt(chunks)} chunks (${fmtNum(chunks / s.median)} chunks/s end to end); the upload request itself took p50 ${fmtInt(median(uploads))} ms. Polled every 50 ms.`,
+    ];
     let compare = '';
     try {
       const model = await modelThroughput(markdown);
@@ -77,7 +86,7 @@ export async function ingestBench(b: Bench, http: HttpClient): Promise<Figure[]>
     } catch (err) {
       notes.push(`model-based throughput not measured: ${(err as Error).message}`);
     }
-    return [{ ...base, scale: `${RUNS} runs, 1 document of 10 MiB${quick ? ' (--quick: 2 runs)' : ''}`, summary: s, verdict: s.median <= 10 ? 'PASS' : 'MISS', compare, notes, raw: { seconds, chunks } }];
+    return [{ ...base, scale: `${RUNS} runs, 1 Markdown document of 10 MiB - 1 byte${quick ? ' (--quick: 2 runs)' : ''}`, summary: s, verdict: s.median <= 10 ? 'PASS' : 'MISS', compare, notes, raw: { seconds, chunks } }];
   } catch (err) {
     return [failed({ ...base, scale: '10 MiB' }, err)];
   }

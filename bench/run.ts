@@ -15,11 +15,11 @@
  * and allow CREATE DATABASE); the product runs as a child process with the offline embedder.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { cpus, totalmem } from 'node:os';
+import { cpus, loadavg, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { eventStoreBench } from './eventStore';
-import { type Bench, log, startBench } from './harness';
+import { type Bench, cpuProbe, log, startBench } from './harness';
 import { productBenches } from './productSuite';
 import { rebuildBench } from './rebuild';
 import { type Figure, renderTable } from './stats';
@@ -53,6 +53,8 @@ async function main(): Promise<void> {
 
   const startedAt = new Date();
   const t0 = performance.now();
+  const loadAtStart = loadavg()[0]!;
+  const probeAtStart = cpuProbe();
   // Hard bound on the whole run: print what was measured and stop.
   const hardLimitMs = (quick ? 6 : 45) * 60_000;
   const figures: Figure[] = [];
@@ -62,12 +64,14 @@ async function main(): Promise<void> {
     if (finished) return;
     finished = true;
     const seconds = (performance.now() - t0) / 1000;
+    const probeAtEnd = cpuProbe();
     const header = [
       '',
       `tenant-rag benchmarks ${quick ? '--quick (scaled down: see "scale")' : '(full scale)'} - ${startedAt.toISOString()} - ${seconds.toFixed(0)} s`,
       `machine: ${cpus().length} x ${cpus()[0]?.model ?? '?'}, ${(totalmem() / 2 ** 30).toFixed(1)} GiB, Node ${process.versions.node}; server: ${bench?.serverLabel ?? '?'}`,
       'median/p99: latency = pooled samples of all runs; rates = median run / rate 99% of runs reach (the worst run).',
       'Client, product and PostgreSQL share the same cores: every figure includes the load generator\'s CPU.',
+      `1-min load average: ${loadAtStart.toFixed(1)} at start, ${loadavg()[0]!.toFixed(1)} at the end${loadAtStart > cpus().length ? ' (the machine was busy with other work: figures are pessimistic)' : ''}; CPU probe (10,000 x 384 dot products, one thread, best of 7): ${probeAtStart.toFixed(1)} ms at start, ${probeAtEnd.toFixed(1)} ms at the end.`,
       ...(why ? [`INCOMPLETE: ${why}`] : []),
       '',
     ];
@@ -84,7 +88,7 @@ async function main(): Promise<void> {
           quick,
           groups: [...only],
           incomplete: why,
-          machine: { cpus: cpus().length, model: cpus()[0]?.model, memGiB: totalmem() / 2 ** 30, node: process.versions.node },
+          machine: { cpus: cpus().length, model: cpus()[0]?.model, memGiB: totalmem() / 2 ** 30, node: process.versions.node, loadAverage: { start: loadAtStart, end: loadavg()[0] }, cpuProbeMs: { start: probeAtStart, end: probeAtEnd } },
           server: bench?.serverLabel,
           figures,
         },

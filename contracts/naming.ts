@@ -82,7 +82,15 @@ export function kafkaKey(tenantId: string): string {
   return assertTenantId(tenantId);
 }
 
-/** Kafka topic for a stream category. */
-export function topicFor(category: string): string {
-  return `tenant-rag.${category}`;
+/**
+ * Kafka topic for a stream category: `tenant-rag.<category>`, or `tenant-rag.<namespace>.<category>`
+ * when several deployments (or test runs) share one cluster (KAFKA_NAMESPACE).
+ */
+export function topicFor(category: string, namespace = ''): string {
+  return namespace ? `tenant-rag.${namespace}.${category}` : `tenant-rag.${category}`;
+}
+
+/** Consumer group of a projection version: `proj.<name>.v<N>` (prefixed by the namespace if any). */
+export function consumerGroup(checkpointName: string, namespace = ''): string {
+  return namespace ? `${namespace}.${checkpointName}` : checkpointName;
 }

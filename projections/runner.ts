@@ -228,9 +228,11 @@ export function startProjection(store: EventStore, pool: Pool, projection: Proje
         waiters.settle((p) => p <= position);
       } catch (err) {
         failures++;
-        state = 'failed';
+        // A transient failure (e.g. another projection has not created a tenant's schema yet)
+        // is retried quietly; only a persistent one marks the projection failed in /ready.
+        state = failures >= 3 ? 'failed' : 'catching_up';
         error = (err as Error).message;
-        log('error', 'projection batch failed; retrying', { projection: name, error, failures });
+        log(failures >= 3 ? 'error' : 'warn', 'projection batch failed; retrying', { projection: name, error, failures });
         await sleep(Math.min(5000, 100 * 2 ** Math.min(failures, 6)));
       }
     }
@@ -265,6 +267,7 @@ export async function startKafkaProjection(bus: EventBus, pool: Pool, projection
   const waiters = makeWaiters();
   const done = (p: GlobalPosition, tenantId?: string) => (tenantId ? (tenantPositions.get(tenantId) ?? START) >= p : position >= p);
 
+  let failures = 0;
   const sub = await bus.subscribe(name, projection.categories, async (events) => {
     try {
       const r = await applyBatch(pool, projection, events, 'keyed', log);
@@ -275,14 +278,17 @@ export async function startKafkaProjection(bus: EventBus, pool: Pool, projection
       eventsApplied += r.applied.length;
       state = 'live';
       error = null;
+      failures = 0;
       waiters.settle(done);
     } catch (err) {
-      state = 'failed';
+      failures++;
+      state = failures >= 3 ? 'failed' : 'catching_up';
       error = (err as Error).message;
-      log('error', 'projection batch failed; kafka will redeliver', { projection: name, error });
+      log(failures >= 3 ? 'error' : 'warn', 'projection batch failed; kafka will redeliver', { projection: name, error, failures });
       throw err;
     }
   });
+  state = 'live';
 
   return {
     status: () => ({ name: projection.name, version: projection.version, source: 'kafka', position, state, error, lastEventAt, eventsApplied }),

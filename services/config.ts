@@ -14,6 +14,8 @@ export interface Env {
   pgPoolMax: number;
   eventstoreUrl: string | null;
   kafkaBrokers: string | null;
+  kafkaNamespace: string;
+  weaviateCollection: string;
   weaviateUrl: string | null;
   weaviateGrpcPort: number;
   redisUrl: string | null;
@@ -83,6 +85,8 @@ export function loadEnv(e: NodeJS.ProcessEnv = process.env): Env {
     pgPoolMax: Math.max(2, int(e.PG_POOL_MAX, 16, 'PG_POOL_MAX')),
     eventstoreUrl: e.EVENTSTORE_URL || null,
     kafkaBrokers: e.KAFKA_BROKERS || null,
+    kafkaNamespace: e.KAFKA_NAMESPACE || '',
+    weaviateCollection: e.WEAVIATE_COLLECTION || 'TenantChunk',
     weaviateUrl: e.WEAVIATE_URL || null,
     weaviateGrpcPort: int(e.WEAVIATE_GRPC_PORT, 50051, 'WEAVIATE_GRPC_PORT'),
     redisUrl: e.REDIS_URL || null,

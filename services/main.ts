@@ -69,6 +69,11 @@ async function main(): Promise<void> {
   process.on('SIGTERM', () => void shutdown('SIGTERM'));
 }
 
+// A background failure (a cache refresh, a best-effort cleanup) must never take the API down.
+process.on('unhandledRejection', (reason) => {
+  process.stderr.write(`${JSON.stringify({ level: 50, msg: 'unhandled rejection', error: (reason as Error)?.stack ?? String(reason) })}\n`);
+});
+
 main().catch((err) => {
   process.stderr.write(`tenant-rag failed to start: ${(err as Error)?.stack ?? String(err)}\n`);
   process.exit(1);

@@ -18,6 +18,7 @@ import { ANALYTICS_VERSION, analyticsProjection } from '../projections/analytics
 import { AUDIT_VERSION, auditProjection } from '../projections/audit/auditProjection';
 import { type ProjectionDefinition, startProjections } from '../projections/manager';
 import { createExtractiveAnswerer } from './ask/extractive';
+import { redisKey } from '../contracts/naming';
 import type { Env } from './config';
 import type { EventBus } from './core/eventBus';
 import type { EventStore } from './core/eventStore';
@@ -100,7 +101,7 @@ export async function startProduct(env: Env, opts: { logger?: pino.Logger; roles
     let index: KnowledgeIndex;
     if (env.weaviateUrl) {
       const { createWeaviateIndex } = await import('../infra/vectors/weaviate');
-      index = await createWeaviateIndex({ url: env.weaviateUrl, grpcPort: env.weaviateGrpcPort, pool, embedderId: () => embedder.id, dimensions: embedder.dimensions });
+      index = await createWeaviateIndex({ url: env.weaviateUrl, grpcPort: env.weaviateGrpcPort, pool, embedderId: () => embedder.id, dimensions: embedder.dimensions, collection: env.weaviateCollection });
     } else {
       index = createEmbeddedIndex(pool, { embedderId: () => embedder.id });
     }
@@ -122,7 +123,7 @@ export async function startProduct(env: Env, opts: { logger?: pino.Logger; roles
     // ---- bus: in-process (projections read the store) or Kafka (relay + consumer groups) ----
     let bus: EventBus | null = null;
     if (env.kafkaBrokers) {
-      bus = await createKafkaBus({ brokers: env.kafkaBrokers.split(',').map((b) => b.trim()).filter(Boolean), log });
+      bus = await createKafkaBus({ brokers: env.kafkaBrokers.split(',').map((b) => b.trim()).filter(Boolean), namespace: env.kafkaNamespace, log });
       stops.push(() => bus!.close());
     }
     let relay: Relay | null = null;
@@ -142,7 +143,7 @@ export async function startProduct(env: Env, opts: { logger?: pino.Logger; roles
       const steps: [string, () => Promise<unknown>][] = [
         ['vectors', () => index.dropTenant(tenantId)],
         ['content', () => content.deleteTenant(tenantId)],
-        ['rate limits', () => limiter.forgetPrefix(`tr:${tenantId}:`)],
+        ['rate limits and idempotency keys', () => limiter.forgetPrefix(`${redisKey(tenantId)}:`)],
         ['streams', async () => Promise.all((await store.streamsOfTenant(tenantId)).map((s) => store.deleteStream(s)))],
       ];
       for (const [what, step] of steps) {

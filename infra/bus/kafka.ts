@@ -1,5 +1,5 @@
 import { CompressionTypes, Kafka, logLevel, type Consumer, type IHeaders, type Producer } from 'kafkajs';
-import { kafkaKey, parseStreamId, topicFor } from '../../contracts/naming';
+import { consumerGroup, kafkaKey, parseStreamId, topicFor } from '../../contracts/naming';
 import type { BusSubscription, EventBus } from '../../services/core/eventBus';
 import type { RecordedEvent } from '../../services/core/eventStore';
 
@@ -9,6 +9,8 @@ export const CATEGORIES = ['tenant', 'security', 'document', 'activity'] as cons
 export interface KafkaBusOptions {
   brokers: string[];
   clientId?: string;
+  /** Separates deployments or test runs sharing a cluster (topics and consumer groups). */
+  namespace?: string;
   /** Partitions per topic: a tenant always maps to one partition, so its events stay ordered. */
   partitions?: number;
   log?: (level: 'info' | 'warn' | 'error', msg: string, extra?: Record<string, unknown>) => void;
@@ -77,7 +79,8 @@ export async function createKafkaBus(opts: KafkaBusOptions): Promise<EventBus> {
   const admin = kafka.admin();
   await admin.connect();
   const existing = new Set(await admin.listTopics());
-  const missing = CATEGORIES.map(topicFor).filter((t) => !existing.has(t));
+  const ns = opts.namespace ?? '';
+  const missing = CATEGORIES.map((c) => topicFor(c, ns)).filter((t) => !existing.has(t));
   if (missing.length) {
     await admin.createTopics({ waitForLeaders: true, topics: missing.map((topic) => ({ topic, numPartitions: opts.partitions ?? 6, replicationFactor: -1 })) });
   }
@@ -97,7 +100,7 @@ export async function createKafkaBus(opts: KafkaBusOptions): Promise<EventBus> {
       }
       const byTopic = new Map<string, ReturnType<typeof toMessage>[]>();
       for (const e of events) {
-        const topic = topicFor(parseStreamId(e.streamId).category);
+        const topic = topicFor(parseStreamId(e.streamId).category, ns);
         const list = byTopic.get(topic) ?? [];
         list.push(toMessage(e));
         byTopic.set(topic, list);
@@ -105,10 +108,10 @@ export async function createKafkaBus(opts: KafkaBusOptions): Promise<EventBus> {
       await producer.sendBatch({ acks: -1, compression: CompressionTypes.None, topicMessages: [...byTopic].map(([topic, messages]) => ({ topic, messages })) });
     },
     async subscribe(groupId, categories, handler): Promise<BusSubscription> {
-      const consumer = kafka.consumer({ groupId, maxWaitTimeInMs: 200, sessionTimeout: 30_000, heartbeatInterval: 3000, allowAutoTopicCreation: false });
+      const consumer = kafka.consumer({ groupId: consumerGroup(groupId, ns), maxWaitTimeInMs: 200, sessionTimeout: 30_000, heartbeatInterval: 3000, allowAutoTopicCreation: false });
       consumers.add(consumer);
       await consumer.connect();
-      await consumer.subscribe({ topics: categories.map(topicFor), fromBeginning: true });
+      await consumer.subscribe({ topics: categories.map((c) => topicFor(c, ns)), fromBeginning: true });
       await consumer.run({
         autoCommit: false,
         eachBatchAutoResolve: false,

@@ -1,4 +1,5 @@
-import { createRequire } from 'node:module';
+import nodeModule from 'node:module';
+import { join } from 'node:path';
 import type { Embedder } from '../../services/core/ports';
 
 /** What worker.js (plain CommonJS, shared with the worker threads) exports; typed here once. */
@@ -25,12 +26,17 @@ export interface OnnxCoreModule {
 }
 
 /**
- * Loaded with Node's own require, not the importing module's: under jest the module registry runs
- * code in a vm context whose Float32Array differs from the one onnxruntime's native binding
- * creates, and onnxruntime-common's `instanceof` checks then reject every output tensor. Under tsx
- * and node this is the plain require it looks like.
+ * Loaded by Node's own loader, not by the importing module's `require`: jest runs modules in a vm
+ * context whose Float32Array is not the one onnxruntime's native binding creates, so
+ * onnxruntime-common's `instanceof` checks reject every output tensor ("A float32 tensor's data
+ * must be type of function Float32Array()"). Jest's `module` shim replaces createRequire but
+ * inherits Node's `Module._load`, which loads into the main realm. Under tsx and node this is
+ * exactly what `require('./worker.js')` does.
  */
-export const onnxCore = createRequire(__filename)('./worker.js') as OnnxCoreModule;
+type NodeLoader = { _load?: (request: string, parent: null, isMain: boolean) => unknown };
+const loadModule = (nodeModule as unknown as NodeLoader)._load;
+const WORKER_JS = join(__dirname, 'worker.js');
+export const onnxCore = (loadModule ? loadModule(WORKER_JS, null, false) : nodeModule.createRequire(__filename)(WORKER_JS)) as OnnxCoreModule;
 
 export const DEFAULT_BATCH_SIZE = 16;
 

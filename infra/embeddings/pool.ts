@@ -92,6 +92,7 @@ export async function createEmbedderPool(opts: EmbedderPoolOptions): Promise<Emb
       if (slot.job || queue.length === 0) continue;
       const job = queue.shift()!;
       slot.job = job;
+      slot.worker.ref();
       slot.worker.postMessage({ type: 'embed', jobId: job.id, texts: job.texts });
     }
   };
@@ -103,6 +104,7 @@ export async function createEmbedderPool(opts: EmbedderPoolOptions): Promise<Emb
   // A worker that dies takes only its current batch with it; a replacement is started in its place.
   const adopt = (worker: Worker) => {
     const slot: Slot = { worker, job: null };
+    worker.unref();
     slots.push(slot);
     const retire = (reason: Error) => {
       const index = slots.indexOf(slot);
@@ -129,6 +131,8 @@ export async function createEmbedderPool(opts: EmbedderPoolOptions): Promise<Emb
       const job = slot.job;
       if (!job || (msg.type !== 'result' && msg.type !== 'error') || msg.jobId !== job.id) return;
       slot.job = null;
+      // Idle workers do not keep the process alive; one with a batch in flight does.
+      worker.unref();
       if (msg.type === 'result') job.resolve({ vectors: msg.vectors, dims: msg.dims });
       else job.reject(new Error(`embedding failed: ${msg.message}`));
       dispatch();

@@ -138,10 +138,16 @@ export function createEmbeddedIndex(pool: Pool, opts: { embedderId: () => string
         await c.query('DELETE FROM chunks WHERE document_id = $1 AND version <> $2', [documentId, version]);
         return true;
       });
-      const items = staged.get(key) ?? [];
+      let items = staged.get(key) ?? [];
       staged.delete(key);
       const tv = tenants.get(tenantId);
       if (ok && tv && tv.embedderId === info.embedderId) {
+        if (items.length !== info.chunkCount) {
+          // Staged by another process or before a restart: the durable copy is authoritative.
+          items = await withTenant(pool, tenantId, async (c) =>
+            (await c.query<{ chunk_index: number; embedding: Buffer }>('SELECT chunk_index, embedding FROM chunks WHERE document_id = $1 AND version = $2 AND embedder_id = $3 ORDER BY chunk_index', [documentId, version, info.embedderId])).rows.map((r) => ({ chunkIndex: r.chunk_index, vector: fromBytes(r.embedding) })),
+          { readOnly: true });
+        }
         if (items.length) tv.docs.set(documentId, packDoc(version, items));
         else tv.docs.delete(documentId);
       }

@@ -67,8 +67,12 @@ export function analyticsProjection(version = ANALYTICS_VERSION): Projection {
       const event = upcast(recorded) as AnyEvent;
       const bump = async (cols: Record<string, number>) => {
         const names = Object.keys(cols);
+        // A day's first row starts from the tenant's stored totals, so days with only searches
+        // or questions still show what was stored.
         await client.query(
-          `INSERT INTO analytics.usage_daily_v${v} (tenant_id, day, ${names.join(', ')}) VALUES ($1, $2, ${names.map((_, i) => `$${i + 3}`).join(', ')})
+          `INSERT INTO analytics.usage_daily_v${v} (tenant_id, day, ${names.join(', ')}, documents_stored, bytes_stored, chunks_stored)
+           SELECT $1, $2, ${names.map((_, i) => `$${i + 3}`).join(', ')}, coalesce(t.documents, 0), coalesce(t.bytes, 0), coalesce(t.chunks, 0)
+           FROM (SELECT 1) one LEFT JOIN analytics.usage_totals_v${v} t ON t.tenant_id = $1
            ON CONFLICT (tenant_id, day) DO UPDATE SET ${names.map((n) => `${n} = usage_daily_v${v}.${n} + EXCLUDED.${n}`).join(', ')}`,
           [t, day, ...names.map((n) => cols[n])],
         );

@@ -6,6 +6,7 @@ import swaggerUi from 'swagger-ui-express';
 import { redisKey } from '../../contracts/naming';
 import { TooManyRequestsError } from '../core/errors';
 import { adminApi, usageApi } from '../admin/api';
+import { adminPage } from '../admin/page';
 import { auditApi } from '../audit/api';
 import { documentsApi } from '../documents/api';
 import { queriesApi } from '../queries/api';
@@ -104,6 +105,7 @@ export function createApp(deps: AppDeps) {
   const tenants = tenantsApi(deps);
   app.use(tenants.operatorAndLogin);
   app.use(adminApi(deps));
+  app.use(adminPage(deps));
 
   const tenantRoutes = express.Router();
   tenantRoutes.use('/v1', auth.authenticate, rateLimit(deps), idempotency(deps.idempotency));

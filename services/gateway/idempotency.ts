@@ -82,9 +82,9 @@ export function idempotency(store: IdempotencyStore): RequestHandler {
       res.on('finish', () => {
         const loc = res.getHeader('Location');
         if (res.statusCode < 500 && res.statusCode !== 409 && res.statusCode !== 429) {
-          void store.complete(key, { requestHash, status: res.statusCode, body, location: typeof loc === 'string' ? loc : null }, TTL_SECONDS);
+          store.complete(key, { requestHash, status: res.statusCode, body, location: typeof loc === 'string' ? loc : null }, TTL_SECONDS).catch(() => undefined);
         } else {
-          void store.abandon(key);
+          store.abandon(key).catch(() => undefined);
         }
       });
       next();

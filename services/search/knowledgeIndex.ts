@@ -42,6 +42,8 @@ export interface KnowledgeIndex {
   forgetDocument(tenantId: string, documentId: string): Promise<void>;
   keyword(tenantId: string, query: string, scope: SearchScope): Promise<Candidate[]>;
   vector(tenantId: string, vector: Float32Array, scope: SearchScope): Promise<Candidate[]>;
+  /** One-call fusion where the engine offers it (Weaviate); otherwise search.ts fuses keyword and vector. */
+  hybrid?(tenantId: string, query: string, vector: Float32Array, scope: SearchScope): Promise<Candidate[]>;
   /** Text and provenance of candidates, in the given order; candidates no longer present are dropped. */
   hydrate(tenantId: string, candidates: Candidate[]): Promise<Hit[]>;
   /** Embedder ids of the vectors a tenant holds (more than one means a re-embedding is due). */

@@ -47,8 +47,12 @@ export async function search(deps: { index: KnowledgeIndex; embedder: Embedder }
     if (req.mode === 'semantic') {
       ranked = await index.vector(tenantId, vector!, scope);
     } else {
-      const [kw, vec] = await Promise.all([index.keyword(tenantId, req.query, scope), index.vector(tenantId, vector!, scope)]);
-      ranked = fuseRrf([kw, vec]);
+      if (index.hybrid) {
+        ranked = await index.hybrid(tenantId, req.query, vector!, { topK: req.topK, documentId: req.documentId });
+      } else {
+        const [kw, vec] = await Promise.all([index.keyword(tenantId, req.query, scope), index.vector(tenantId, vector!, scope)]);
+        ranked = fuseRrf([kw, vec]);
+      }
     }
   }
   return index.hydrate(tenantId, ranked.slice(0, req.topK));

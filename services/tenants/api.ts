@@ -4,7 +4,7 @@ import { Router } from 'express';
 import { v5 as uuidv5 } from 'uuid';
 import { z } from 'zod';
 import { ROLES, type Role } from '../../contracts/events';
-import { streamId } from '../../contracts/naming';
+import { redisKey, streamId } from '../../contracts/naming';
 import { handle, record } from '../core/commandHandler';
 import { ForbiddenError, NotFoundError, TooManyRequestsError, UnauthorizedError } from '../core/errors';
 import { API_TOKEN_PREFIX, requireOperator, requireRole, roleAtLeast, sha256, signAccessToken } from '../gateway/auth';
@@ -124,7 +124,7 @@ export function tenantsApi(deps: AppDeps): { operatorAndLogin: Router; tenant: R
   r.post('/v1/auth/login', async (req, res) => {
     const body = parseBody(loginSchema, req.body);
     const emailNorm = body.email.trim().toLowerCase();
-    const throttleKey = `login:${body.tenant}:${sha256(emailNorm)}`;
+    const throttleKey = redisKey(tenantIdForSlug(body.tenant), 'login', sha256(emailNorm));
     // Throttle per tenant+email: 10 attempts, refilling one every 6 s.
     const gate = await deps.limiter.take(throttleKey, { perSecond: 1 / 6, burst: 10 });
     const t = (await deps.pool.query<{ tenant_id: string; status: string }>('SELECT tenant_id, status FROM platform.tenants WHERE slug = $1', [body.tenant])).rows[0];

@@ -41,6 +41,8 @@ export interface AttackOutcome {
   typeOk: boolean;
   typeProblem: string | null;
   leaked: string[];
+  /** Time to the complete answer. */
+  ms: number;
 }
 
 export interface RouteRow {
@@ -50,6 +52,8 @@ export interface RouteRow {
   wrongStatus: number;
   notProblemJson: number;
   serverErrors: number;
+  /** Slowest answer, in milliseconds. */
+  maxMs: number;
 }
 
 export class LeakCounter {
@@ -94,6 +98,7 @@ export class LeakCounter {
   async attack(spec: AttackSpec): Promise<Response> {
     const expected = typeof spec.expect === 'number' ? [spec.expect] : [...spec.expect];
     let res: Response;
+    const started = Date.now();
     try {
       res = await spec.send();
     } catch (err) {
@@ -108,9 +113,11 @@ export class LeakCounter {
         typeOk: false,
         typeProblem: `request failed: ${(err as Error).message}`,
         leaked: [],
+        ms: Date.now() - started,
       });
       throw err;
     }
+    const ms = Date.now() - started;
     const status = res.status;
     const statusOk = status < 500 && expected.includes(status);
     const type = String(res.headers['content-type'] ?? '');
@@ -130,7 +137,7 @@ export class LeakCounter {
       .map(([k, v]) => `${k}: ${Array.isArray(v) ? v.join(', ') : String(v)}`)
       .join('\n');
     const leaked = this.leaksIn(spec.as, `${headerText}\n${text}`, spec.allow);
-    this.outcomes.push({ route: spec.route, attack: spec.attack, as: spec.as, status, expected, statusOk, typeOk: typeProblem === null, typeProblem, leaked });
+    this.outcomes.push({ route: spec.route, attack: spec.attack, as: spec.as, status, expected, statusOk, typeOk: typeProblem === null, typeProblem, leaked, ms });
     return res;
   }
 
@@ -176,12 +183,13 @@ export class LeakCounter {
   table(): RouteRow[] {
     const rows = new Map<string, RouteRow>();
     for (const o of this.outcomes) {
-      const row = rows.get(o.route) ?? { route: o.route, attacks: 0, leaks: 0, wrongStatus: 0, notProblemJson: 0, serverErrors: 0 };
+      const row = rows.get(o.route) ?? { route: o.route, attacks: 0, leaks: 0, wrongStatus: 0, notProblemJson: 0, serverErrors: 0, maxMs: 0 };
       row.attacks++;
       if (o.leaked.length) row.leaks++;
       if (!o.statusOk) row.wrongStatus++;
       if (!o.typeOk) row.notProblemJson++;
       if (o.status >= 500 || o.status === 0) row.serverErrors++;
+      row.maxMs = Math.max(row.maxMs, o.ms);
       rows.set(o.route, row);
     }
     return [...rows.values()].sort((a, b) => a.route.localeCompare(b.route));
@@ -190,13 +198,13 @@ export class LeakCounter {
   /** The per-route table, as printed at the end of a suite. */
   format(): string {
     const rows = this.table();
-    const head = ['route', 'attacks', 'leaks', 'wrong status', 'bad type', '5xx'];
-    const body = rows.map((r) => [r.route, String(r.attacks), String(r.leaks), String(r.wrongStatus), String(r.notProblemJson), String(r.serverErrors)]);
+    const head = ['route', 'attacks', 'leaks', 'wrong status', 'bad type', '5xx', 'slowest ms'];
+    const body = rows.map((r) => [r.route, String(r.attacks), String(r.leaks), String(r.wrongStatus), String(r.notProblemJson), String(r.serverErrors), String(r.maxMs)]);
     const total = rows.reduce(
       (t, r) => ({ a: t.a + r.attacks, l: t.l + r.leaks, w: t.w + r.wrongStatus, n: t.n + r.notProblemJson, s: t.s + r.serverErrors }),
       { a: 0, l: 0, w: 0, n: 0, s: 0 },
     );
-    body.push(['TOTAL', String(total.a), String(total.l), String(total.w), String(total.n), String(total.s)]);
+    body.push(['TOTAL', String(total.a), String(total.l), String(total.w), String(total.n), String(total.s), String(Math.max(0, ...rows.map((r) => r.maxMs)))]);
     const widths = head.map((h, i) => Math.max(h.length, ...body.map((r) => r[i]!.length)));
     const line = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
     return [`${this.title}: attacks per route (leaks must be 0)`, line(head), widths.map((w) => '-'.repeat(w)).join('  '), ...body.map(line)].join('\n');
