@@ -103,7 +103,7 @@ async function main(): Promise<void> {
   latencies.sort((a, b) => a - b);
   await core.close();
 
-  const result = await measureEmbeddingThroughput(chunks, { batchSize, workers, threadsPerWorker });
+  const result = await measureEmbeddingThroughput(chunks, { batchSize, workers, threadsPerWorker, rounds: 3 });
   console.log(
     JSON.stringify(
       {

@@ -22,7 +22,8 @@ import { redisKey } from '../contracts/naming';
 import type { Env } from './config';
 import type { EventBus } from './core/eventBus';
 import type { EventStore } from './core/eventStore';
-import { createApp } from './gateway/app';
+import { appendObservers } from './core/commandHandler';
+import { createApp, eventsAppended } from './gateway/app';
 import { createActivityRecorder } from './queries/activity';
 import type { AppDeps } from './gateway/context';
 import { createMemoryIdempotencyStore, type IdempotencyStore } from './gateway/idempotency';
@@ -239,6 +240,8 @@ export async function startProduct(env: Env, opts: { logger?: pino.Logger; roles
       },
     };
     const app = createApp(deps);
+    appendObservers.length = 0;
+    appendObservers.push((types) => types.forEach((type) => eventsAppended.inc({ type })));
     // createApp wraps onTenantChanged with its auth-cache invalidation; projections call the result.
     tenantListeners.push((t) => deps.onTenantChanged(t));
 

@@ -61,7 +61,7 @@ export function scatterRows(out: Float32Array[], batch: readonly number[], flat:
 /**
  * all-MiniLM-L6-v2 (int8 or fp32 ONNX) in this thread. Null when the model files are missing;
  * throws when they are present but corrupt (checksum, JSON, ONNX). The sha256 of model.onnx is
- * checked against model.json at every load (about 60 ms for 23 MB).
+ * checked against model.json at every load (60-200 ms for 23 MB).
  * In the API process use createEmbedderPool (pool.ts): inference here blocks the event loop.
  */
 export async function loadOnnxEmbedder(opts: { modelDir: string; threads?: number; batchSize?: number }): Promise<Embedder | null> {

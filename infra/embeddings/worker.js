@@ -38,7 +38,7 @@ function sha256Hex(buffer) {
 
 /**
  * Reads model.json (written by infra/scripts/models.sh at fetch time) and, when `verify` is set,
- * checks model.onnx against its sha256 (about 60 ms for the 23 MB int8 file, so it is done at every
+ * checks model.onnx against its sha256 (60-200 ms for the 23 MB int8 file, so it is done at every
  * load, once, in the main thread). Returns the model bytes when it read them, so the session does
  * not read the file twice.
  */

@@ -7,6 +7,9 @@ import { StreamDeletedError, WrongExpectedRevisionError } from './eventStore';
 import { upcast } from '../../contracts/upcast';
 
 /** Who asks, for which tenant, under which correlation: arrives with every command. */
+/** Observers of appended events (metrics); set once by the composition root. */
+export const appendObservers: ((types: string[]) => void)[] = [];
+
 export interface CommandContext {
   tenantId: string;
   actor: string;
@@ -71,6 +74,7 @@ export async function handle<S, E extends DomainEvent>(
       events.map((e) => ({ eventId: randomUUID(), type: e.type, data: e.data, metadata: metadataFor(ctx, e.type) })),
       { expectedRevision },
     );
+    for (const o of appendObservers) o(events.map((e) => e.type));
     const next = events.reduce((s, e) => aggregate.evolve(s, e), state);
     return { events, state: next, revision: result.nextExpectedRevision, position: result.position };
   } catch (err) {
@@ -90,5 +94,6 @@ export async function record(store: EventStore, streamId: string, ctx: CommandCo
     events.map((e) => ({ eventId: randomUUID(), type: e.type, data: e.data, metadata: metadataFor(ctx, e.type) })),
     { expectedRevision: 'any' },
   );
+  for (const o of appendObservers) o(events.map((e) => e.type));
   return res.position;
 }

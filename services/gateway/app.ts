@@ -28,6 +28,12 @@ const httpDuration = new client.Histogram({
   registers: [metrics.registry],
 });
 client.collectDefaultMetrics({ register: metrics.registry });
+export const eventsAppended = new client.Counter({
+  name: 'tenant_rag_events_appended_total',
+  help: 'Events appended to the event store by this process, by event type',
+  labelNames: ['type'],
+  registers: [metrics.registry],
+});
 
 /** Per-tenant and per-token token buckets, with RateLimit-* headers on every answer. */
 function rateLimit(deps: AppDeps): RequestHandler {
@@ -88,8 +94,30 @@ export function createApp(deps: AppDeps) {
     const ok = Object.values(checks).every((c) => c.ok);
     res.status(ok ? 200 : 503).json({ status: ok ? 'ready' : 'not_ready', checks, warnings: deps.embedderDegraded ? [deps.embedderDegraded] : [] });
   });
+  // Projection progress is read when scraped, so the figures are never stale.
+  const lag = new client.Gauge({
+    name: 'tenant_rag_projection_lag_events',
+    help: 'Events in the store not yet applied by the projection (embedded store only)',
+    labelNames: ['projection', 'version'],
+    registers: [],
+    async collect() {
+      for (const p of await deps.manager.list()) if (p.lag_events !== null) this.set({ projection: p.name, version: String(p.version) }, p.lag_events);
+    },
+  });
+  const lagSeconds = new client.Gauge({
+    name: 'tenant_rag_projection_lag_seconds',
+    help: 'Seconds since the last event the projection applied, while it is behind',
+    labelNames: ['projection', 'version'],
+    registers: [],
+    async collect() {
+      for (const p of await deps.manager.list()) if (p.lag_seconds !== null) this.set({ projection: p.name, version: String(p.version) }, p.lag_seconds);
+    },
+  });
+  const appRegistry = client.Registry.merge([metrics.registry, new client.Registry()]);
+  appRegistry.registerMetric(lag);
+  appRegistry.registerMetric(lagSeconds);
   app.get('/metrics', async (_req, res) => {
-    res.type(metrics.registry.contentType).send(await metrics.registry.metrics());
+    res.type(appRegistry.contentType).send(await appRegistry.metrics());
   });
   app.get('/openapi.json', (_req, res) => {
     res.json(openApiDocument());

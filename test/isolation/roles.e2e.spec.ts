@@ -41,6 +41,7 @@ describe('roles: what viewers, members, admins and owners may do', () => {
   const targets = {} as Record<Role, Targets>;
   let member2: Actor;
   let sharedDoc: string;
+  let otherDoc: string;
   const http = () => request(server);
 
   async function must(res: PromiseLike<Response>, status: number, what: string): Promise<Response> {
@@ -68,7 +69,7 @@ describe('roles: what viewers, members, admins and owners may do', () => {
     t = await provisionTenant(product, 'roles');
     other = await provisionTenant(product, 'rolesother');
     // The other tenant's secrets must never show in any answer of this suite.
-    await must(http().post('/v1/documents').set(other.auth).send({ filename: 'other.md', text: 'OTHER-TENANT-SECRET-0b7e lives here.' }), 202, 'other upload');
+    otherDoc = (await must(http().post('/v1/documents').set(other.auth).send({ filename: 'other.md', text: 'OTHER-TENANT-SECRET-0b7e lives here.' }), 202, 'other upload')).body.id;
     await must(http().post('/v1/users').set(other.auth).send({ email: 'other-admin-9d3f@other.test', password: PASSWORD, role: 'admin' }), 201, 'other user');
     counter.addMarkers('other', 'OTHER-TENANT-SECRET-0b7e', 'other-admin-9d3f@other.test');
 
@@ -130,7 +131,8 @@ describe('roles: what viewers, members, admins and owners may do', () => {
       { route: 'POST /v1/tenants/{id}/suspend', name: 'operator: suspend the own tenant', expect: all(401), send: (a) => http().post(`/v1/tenants/${t.id}/suspend`).set(a.auth).send({}) },
       { route: 'PATCH /v1/tenants/{id}/limits', name: 'operator: raise the own limits', expect: all(401), send: (a) => http().patch(`/v1/tenants/${t.id}/limits`).set(a.auth).send({ quotas: { max_documents: 10_000_000, max_bytes: 1e13 } }) },
       { route: 'DELETE /v1/tenants/{id}', name: 'operator: delete the own tenant', expect: all(401), send: (a) => http().delete(`/v1/tenants/${t.id}`).set(a.auth) },
-      { route: 'GET /v1/documents/{id}', name: "read the other tenant's document", expect: all(404), send: (a) => http().get(`/v1/documents/${targets.owner.othersDoc.replace(/^./, '0')}`).set(a.auth) },
+      { route: 'GET /v1/documents/{id}', name: "read the other tenant's document", expect: all(404), send: (a) => http().get(`/v1/documents/${otherDoc}`).set(a.auth) },
+      { route: 'DELETE /v1/documents/{id}', name: "delete the other tenant's document", expect: { viewer: 403, member: 404, admin: 404, owner: 404 }, send: (a) => http().delete(`/v1/documents/${otherDoc}`).set(a.auth) },
     ];
     const matrix: string[] = [];
     const mismatches: string[] = [];
