@@ -279,6 +279,24 @@ if (!existsSync(join(MODEL_DIR, 'model.onnx')) || !existsSync(join(MODEL_DIR, 't
       }
     });
 
+    it('answers a query while a large indexing job is queued', async () => {
+      const pool = (await createEmbedderPool({ modelDir: MODEL_DIR, workers: 1, threadsPerWorker: 1, batchSize: 4 }))!;
+      try {
+        const indexing = pool.embed(Array.from({ length: 200 }, (_, i) => `Paragraph ${i} of a long contract about delivery terms.`), 'passage');
+        let indexingDone = false;
+        void indexing.then(() => (indexingDone = true));
+        await new Promise((r) => setTimeout(r, 50));
+
+        const [query] = await pool.embed(['when are goods delivered?'], 'query');
+
+        expect(query).toHaveLength(384);
+        expect(indexingDone).toBe(false);
+        await indexing;
+      } finally {
+        await pool.close();
+      }
+    });
+
     it('fails pending work instead of hanging once closed', async () => {
       const pool = (await createEmbedderPool({ modelDir: MODEL_DIR, workers: 1, threadsPerWorker: 1, batchSize: 4 }))!;
       const work = expect(pool.embed(Array.from({ length: 40 }, (_, i) => `text ${i}`), 'passage')).rejects.toThrow(/closed/);

@@ -61,7 +61,7 @@ function startWorker(modelDir: string, threads: number): Promise<{ worker: Worke
 /**
  * all-MiniLM-L6-v2 on worker threads, so inference never blocks the event loop. Each worker holds
  * its own onnxruntime session (about 100 MB) with `threadsPerWorker` intra-op threads; an embed call
- * is cut into batches of similar length that go to whichever worker is free. Null when the model
+ * is cut into batches of similar length that go to whichever worker is free, queries first. Null when the model
  * files are missing; rejects when they are corrupt. countTokens is exact and runs in this thread
  * (the tokenizer alone, about 0.3 ms for a 200-token chunk).
  */
@@ -142,11 +142,15 @@ export async function createEmbedderPool(opts: EmbedderPoolOptions): Promise<Emb
   };
   for (const r of ready) adopt(r.worker);
 
-  const runBatch = (texts: string[]) =>
+  // Queries jump the queue: a question asked while a large document is being indexed waits for
+  // the batches already running, not for the thousands still queued behind them.
+  const runBatch = (texts: string[], urgent: boolean) =>
     new Promise<{ vectors: Float32Array; dims: number }>((resolve, reject) => {
       if (closed) return reject(new Error('embedder pool is closed'));
       if (slots.length === 0 && starting === 0) return reject(new Error('no embedding worker left'));
-      queue.push({ id: nextJobId++, texts, resolve, reject });
+      const job = { id: nextJobId++, texts, resolve, reject };
+      if (urgent) queue.unshift(job);
+      else queue.push(job);
       dispatch();
     });
 
@@ -154,11 +158,14 @@ export async function createEmbedderPool(opts: EmbedderPoolOptions): Promise<Emb
     id: model.id,
     dimensions,
     semantic: true,
-    async embed(texts) {
+    async embed(texts, purpose) {
       const out = new Array<Float32Array>(texts.length);
       await Promise.all(
         planBatches(texts, batchSize).map(async (batch) => {
-          const { vectors, dims } = await runBatch(batch.map((i) => texts[i]!));
+          const { vectors, dims } = await runBatch(
+            batch.map((i) => texts[i]!),
+            purpose === 'query',
+          );
           scatterRows(out, batch, vectors, dims);
         }),
       );
