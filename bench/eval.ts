@@ -18,6 +18,7 @@ import { tmpdir } from 'node:os';
 import { basename, join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
+import pino from 'pino';
 import { mean, mrrAt, ndcgAt, percentile, recallAt } from './metrics';
 
 // ---------------------------------------------------------------------------------------------
@@ -377,7 +378,8 @@ async function startInProcess(log: (m: string) => void): Promise<Target> {
   log(`starting the product in-process (data dir ${dataDir}, ${process.env.DATABASE_URL ? 'DATABASE_URL' : 'embedded PostgreSQL'})...`);
   let product: Awaited<ReturnType<typeof startProduct>>;
   try {
-    product = await startProduct(env);
+    // The product's JSON log goes to stderr, so stdout carries only the table.
+    product = await startProduct(env, { logger: pino({ level: env.logLevel, base: { service: 'tenant-rag' } }, pino.destination(2)) });
   } catch (err) {
     rmSync(dataDir, { recursive: true, force: true });
     throw err;

@@ -128,7 +128,7 @@ export async function eventStoreBench(b: Bench): Promise<Figure[]> {
   const DURATION = quick ? 750 : 4000;
   const WRITERS_1 = 16;
   const WRITERS_100 = 4;
-  const LATENCY_APPENDS = quick ? 200 : 2000;
+  const LATENCY_APPENDS = quick ? 150 : 2000;
   const scaleNote = quick ? ` (--quick: ${RUNS} runs of ${DURATION / 1000} s)` : ` (${RUNS} runs of ${DURATION / 1000} s)`;
 
   const esUrl = await b.createDatabase('bench_es');
@@ -145,7 +145,7 @@ export async function eventStoreBench(b: Bench): Promise<Figure[]> {
 
   try {
     // Warm-up: prepared statements, caches, Emmett's schema.
-    for (const c of contenders) await appendLoad(c, { writers: 4, perTxn: 10, durationMs: 300, maxAppends: 200 });
+    for (const c of contenders) await appendLoad(c, { writers: 4, perTxn: 10, durationMs: 200, maxAppends: 200 });
 
     // --- one event per transaction, 16 writers --------------------------------------------
     b.log(`append: 1 event/txn x ${WRITERS_1} writers, ${RUNS} runs per contender`);

@@ -19,6 +19,8 @@ export const OWNER_PASSWORD = 'correct horse battery staple';
 
 export interface BenchOptions {
   quick: boolean;
+  /** performance.now() by which a --quick run should be done; modules that can, repeat less near it. */
+  deadline: number | null;
   /** Write V8 CPU profiles (parent and product) into this directory. */
   cpuProfDir: string | null;
 }
@@ -30,6 +32,8 @@ export interface Bench {
   adminUrl: string;
   serverLabel: string;
   log(msg: string): void;
+  /** Seconds left before opts.deadline (Infinity without one). */
+  timeLeft(): number;
   createDatabase(name: string): Promise<string>;
   dropDatabase(name: string): Promise<void>;
   close(): Promise<void>;
@@ -90,6 +94,7 @@ export async function startBench(opts: BenchOptions): Promise<Bench> {
     adminUrl,
     serverLabel,
     log,
+    timeLeft: () => (opts.deadline === null ? Infinity : (opts.deadline - performance.now()) / 1000),
     async createDatabase(name) {
       if (!/^bench_[a-z0-9_]+$/.test(name)) throw new Error(`scratch database names start with bench_: ${name}`);
       await dropDatabase(name);

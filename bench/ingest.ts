@@ -10,6 +10,7 @@
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
+import { createHashingEmbedder } from '../infra/embeddings/hashing';
 import { loadOnnxEmbedder } from '../infra/embeddings/onnx';
 import { chunkDocument, embeddingText } from '../services/documents/chunking';
 import { parseDocument } from '../services/documents/parsing';
@@ -25,15 +26,15 @@ import { failed, type Figure, fmtInt, fmtNum, median, summariseValue } from './s
  */
 const SIZE = 10 * 1024 * 1024 - 1;
 
-async function modelThroughput(markdown: string): Promise<string> {
+async function modelThroughput(markdown: string, sample: number): Promise<string> {
   const modelDir = join(__dirname, '..', 'models', 'all-minilm-l6-v2-q');
   if (!existsSync(join(modelDir, 'model.onnx'))) return `model-based throughput not measured: no model files in ${modelDir} (npm run models:fetch).`;
   const embedder = await loadOnnxEmbedder({ modelDir, threads: 1, batchSize: 16 });
   if (!embedder) return 'model-based throughput not measured: the model did not load.';
   try {
     const parsed = await parseDocument({ filename: 'sample.md', bytes: Buffer.from(markdown.slice(0, 200_000)), declaredType: 'text/markdown' });
-    const chunks = chunkDocument(parsed, { maxTokens: 256, overlapTokens: 32, countTokens: (s) => embedder.countTokens(s) }).slice(0, 64);
-    await embedder.embed(chunks.slice(0, 16).map(embeddingText), 'passage'); // warm-up
+    const chunks = chunkDocument(parsed, { maxTokens: 256, overlapTokens: 32, countTokens: (s) => embedder.countTokens(s) }).slice(0, sample);
+    await embedder.embed(chunks.slice(0, 8).map(embeddingText), 'passage'); // warm-up
     const t = performance.now();
     await embedder.embed(chunks.map(embeddingText), 'passage');
     const seconds = (performance.now() - t) / 1000;
@@ -43,9 +44,24 @@ async function modelThroughput(markdown: string): Promise<string> {
   }
 }
 
+/** The product's own CPU steps of indexing, timed in this process on the same document. */
+async function cpuSteps(bytes: Buffer): Promise<{ parse: number; chunk: number; embed: number; chunks: number }> {
+  const hashing = createHashingEmbedder(384);
+  let t = performance.now();
+  const parsed = await parseDocument({ filename: 'handbook.md', bytes, declaredType: 'text/markdown' });
+  const parse = (performance.now() - t) / 1000;
+  t = performance.now();
+  const chunks = chunkDocument(parsed, { maxTokens: 256, overlapTokens: 32, countTokens: (s) => hashing.countTokens(s) });
+  const chunk = (performance.now() - t) / 1000;
+  t = performance.now();
+  for (let i = 0; i < chunks.length; i += 64) await hashing.embed(chunks.slice(i, i + 64).map(embeddingText), 'passage');
+  const embed = (performance.now() - t) / 1000;
+  return { parse, chunk, embed, chunks: chunks.length };
+}
+
 export async function ingestBench(b: Bench, http: HttpClient): Promise<Figure[]> {
   const quick = b.opts.quick;
-  const RUNS = quick ? 2 : 3;
+  const RUNS = 3;
   const base = { id: 'ingest', group: 'ingest', label: 'ingest: 10 MiB Markdown -> ready, offline (hashing) embedder', target: '<= 10 s' };
   try {
     const markdown = markdownDocument(SIZE);
@@ -54,6 +70,8 @@ export async function ingestBench(b: Bench, http: HttpClient): Promise<Figure[]>
     const uploads: number[] = [];
     let chunks = 0;
     for (let r = 0; r < RUNS; r++) {
+      // --quick keeps to its time budget: another run only if it fits (at least one always runs).
+      if (r > 0 && b.timeLeft() < seconds[seconds.length - 1]! * 1.3 + 10) break;
       const tenant = await provisionTenant(http, 'ingest');
       b.log(`ingest: run ${r + 1}/${RUNS} (10 MiB Markdown)`);
       const form = multipart('file', 'handbook.md', 'text/markdown', bytes);
@@ -73,20 +91,22 @@ export async function ingestBench(b: Bench, http: HttpClient): Promise<Figure[]>
       seconds.push((performance.now() - t0) / 1000);
     }
     const s = summariseValue(seconds, 's');
+    const steps = await cpuSteps(bytes);
     const notes = [
       'The document is 10,485,759 bytes (10 MiB - 1): exactly 10 MiB is refused with 413 by the multipart reader (busboy fileSize limit = MAX_UPLOAD_BYTES flags a file that reaches the limit), an off-by-one in services/documents/api.ts.',
       `${fmtInt(chunks)} chunks (${fmtNum(chunks / s.median)} chunks/s end to end); the upload request itself took p50 ${fmtInt(median(uploads))} ms. Polled every 50 ms.`,
+      `Where the time goes: the product's CPU steps alone, timed in the bench process on the same bytes: parse ${fmtNum(steps.parse)} s, chunk ${fmtNum(steps.chunk)} s, hashing embeddings ${fmtNum(steps.embed)} s (${fmtInt(steps.chunks)} chunks); the rest of the ${fmtNum(s.median)} s is the upload, the indexer's ${fmtInt(Math.ceil(steps.chunks / 64))} stageChunks transactions (INSERT with a generated to_tsvector column and GIN index, one transaction per 64 chunks) and activation, run one after the other (no overlap of embedding and writing).`,
     ];
     let compare = '';
     try {
-      const model = await modelThroughput(markdown);
+      const model = await modelThroughput(markdown, quick ? 32 : 128);
       notes.push(`Model: ${model}`);
       const rate = Number(/^([\d,.]+) chunks\/s/.exec(model)?.[1]?.replace(/,/g, ''));
       if (Number.isFinite(rate) && rate > 0) compare = `with the model instead: about ${fmtInt(chunks / rate)} s of embedding alone (${fmtNum(rate)} chunks/s, measured)`;
     } catch (err) {
       notes.push(`model-based throughput not measured: ${(err as Error).message}`);
     }
-    return [{ ...base, scale: `${RUNS} runs, 1 Markdown document of 10 MiB - 1 byte${quick ? ' (--quick: 2 runs)' : ''}`, summary: s, verdict: s.median <= 10 ? 'PASS' : 'MISS', compare, notes, raw: { seconds, chunks } }];
+    return [{ ...base, scale: `${seconds.length} run${seconds.length > 1 ? 's' : ''}, 1 Markdown document of 10 MiB - 1 byte${quick && seconds.length < RUNS ? ' (--quick: fewer runs to fit 3 min)' : ''}`, summary: s, verdict: s.median <= 10 ? 'PASS' : 'MISS', compare, notes, raw: { seconds, chunks } }];
   } catch (err) {
     return [failed({ ...base, scale: '10 MiB' }, err)];
   }

@@ -180,9 +180,9 @@ export async function searchBench(ctx: SearchContext): Promise<Figure[]> {
   const { b, product, pool } = ctx;
   const quick = b.opts.quick;
   const RUNS = quick ? 3 : 5;
-  const PER_RUN = quick ? 50 : 300;
+  const PER_RUN = quick ? 40 : 300;
   const BIG = quick ? 10_000 : 100_000;
-  const OTHER_CHUNKS = quick ? 200 : 1_000;
+  const OTHER_CHUNKS = quick ? 100 : 1_000;
   const embedderId = product.embedderId;
   const figures: Figure[] = [];
   const gen = new ChunkGenerator(99);
@@ -214,7 +214,7 @@ export async function searchBench(ctx: SearchContext): Promise<Figure[]> {
   const kw: number[] = [];
   const vec: number[] = [];
   await probe.vector(ctx.big.id, hashingVector('warm up', DIMS), { topK: 100 });
-  for (const q of queriesByRun[0]!.slice(0, 40)) {
+  for (const q of queriesByRun[0]!.slice(0, quick ? 20 : 40)) {
     let s = performance.now();
     const k = await probe.keyword(ctx.big.id, q, { topK: 100 });
     kw.push(performance.now() - s);
@@ -224,7 +224,7 @@ export async function searchBench(ctx: SearchContext): Promise<Figure[]> {
     fuseRrf([k, v]);
   }
   await probe.close();
-  const breakdown = `In-process breakdown on the same rows (40 queries, p50): keyword (PostgreSQL full text, ts_rank over every match) ${fmtNum(median(kw))} ms, vector (exact scan of ${fmtInt(BIG)} x ${DIMS} floats) ${fmtNum(median(vec))} ms; the HTTP search runs both concurrently, then hydrates 10 hits.`;
+  const breakdown = `In-process breakdown on the same rows (${kw.length} queries, p50): keyword (PostgreSQL full text, ts_rank over every match) ${fmtNum(median(kw))} ms, vector (exact scan of ${fmtInt(BIG)} x ${DIMS} floats) ${fmtNum(median(vec))} ms; the HTTP search runs both concurrently, then hydrates 10 hits.`;
   figures.push({
     id: 'search.hybrid',
     group: 'search',
@@ -269,7 +269,7 @@ export async function searchBench(ctx: SearchContext): Promise<Figure[]> {
   {
     b.log('search: ask (extractive, top 5)');
     const askRuns: number[][] = [];
-    for (let r = 0; r < RUNS; r++) askRuns.push(await timedSearches(ctx, ctx.big.token, queriesFor(r).slice(0, quick ? 30 : 200), '/v1/ask', 5));
+    for (let r = 0; r < RUNS; r++) askRuns.push(await timedSearches(ctx, ctx.big.token, queriesFor(r).slice(0, quick ? 20 : 200), '/v1/ask', 5));
     const s = summariseLatency(askRuns);
     figures.push({
       id: 'ask',

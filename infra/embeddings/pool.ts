@@ -36,6 +36,18 @@ export interface EmbedderPoolOptions {
   batchSize?: number;
 }
 
+/**
+ * Asks a worker to finish its batch and exit. Never Worker.terminate(): terminating a thread inside
+ * onnxruntime's session.run aborts the whole process. Ref'd, so awaiting this keeps the process up.
+ */
+function stopWorker(worker: Worker): Promise<void> {
+  return new Promise((resolve) => {
+    worker.once('exit', () => resolve());
+    worker.ref();
+    worker.postMessage({ type: 'close' });
+  });
+}
+
 function startWorker(modelDir: string, threads: number): Promise<{ worker: Worker; id: string; dimensions: number }> {
   return new Promise((resolve, reject) => {
     const worker = new Worker(WORKER_ENTRY, { workerData: { role: WORKER_ROLE, modelDir, threads }, execArgv: [] });
@@ -51,6 +63,7 @@ function startWorker(modelDir: string, threads: number): Promise<{ worker: Worke
       worker.off('exit', onExit);
       if (msg.type === 'ready') resolve({ worker, id: msg.id, dimensions: msg.dimensions });
       else {
+        // Loading failed before any batch ran, so nothing is inside onnxruntime.
         void worker.terminate();
         reject(new Error(msg.type === 'failed' ? msg.message : `unexpected message from embedding worker: ${msg.type}`));
       }
@@ -75,7 +88,7 @@ export async function createEmbedderPool(opts: EmbedderPoolOptions): Promise<Emb
   const started = await Promise.allSettled(Array.from({ length: Math.max(1, opts.workers) }, () => startWorker(opts.modelDir, threads)));
   const failure = started.find((s): s is PromiseRejectedResult => s.status === 'rejected');
   if (failure) {
-    await Promise.all(started.map((s) => (s.status === 'fulfilled' ? s.value.worker.terminate() : undefined)));
+    await Promise.all(started.map((s) => (s.status === 'fulfilled' ? stopWorker(s.value.worker) : undefined)));
     throw failure.reason instanceof Error ? failure.reason : new Error(String(failure.reason));
   }
   const ready = started.map((s) => (s as PromiseFulfilledResult<{ worker: Worker; id: string; dimensions: number }>).value);
@@ -117,7 +130,7 @@ export async function createEmbedderPool(opts: EmbedderPoolOptions): Promise<Emb
       startWorker(opts.modelDir, threads).then(
         (replacement) => {
           starting--;
-          if (closed) return void replacement.worker.terminate();
+          if (closed) return void stopWorker(replacement.worker);
           adopt(replacement.worker);
           dispatch();
         },
@@ -177,8 +190,12 @@ export async function createEmbedderPool(opts: EmbedderPoolOptions): Promise<Emb
       closed = true;
       failAll(new Error('embedder pool is closed'));
       const workers = slots.splice(0);
-      for (const slot of workers) slot.job?.reject(new Error('embedder pool is closed'));
-      await Promise.all(workers.map((slot) => slot.worker.terminate()));
+      for (const slot of workers) {
+        slot.job?.reject(new Error('embedder pool is closed'));
+        slot.job = null;
+      }
+      // Each finishes the batch it holds (under a second), then exits.
+      await Promise.all(workers.map((slot) => stopWorker(slot.worker)));
     },
   };
 }

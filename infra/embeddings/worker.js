@@ -175,6 +175,7 @@ async function loadOnnxCore({ modelDir, threads = 1, verify = true }) {
     throw new Error(`cannot load ${join(modelDir, MODEL_FILE)}: ${err instanceof Error ? err.message : String(err)}`);
   }
   const { ort, session, output } = runtime;
+  let released = false;
 
   /** Embeds one batch as given (no reordering); returns a flat rows x dims Float32Array. */
   async function embedBatch(texts) {
@@ -182,9 +183,20 @@ async function loadOnnxCore({ modelDir, threads = 1, verify = true }) {
     return runIds(batchIds);
   }
 
+  // Releasing a session inside session.run crashes the process; close() waits for these.
+  const inFlight = new Set();
+
   async function runIds(batchIds) {
+    if (released) throw new Error('embedder is closed');
     const feeds = toFeeds(ort, batchIds);
-    const results = await session.run(feeds);
+    const run = session.run(feeds);
+    inFlight.add(run);
+    let results;
+    try {
+      results = await run;
+    } finally {
+      inFlight.delete(run);
+    }
     const hidden = results[output];
     const [, cols, dims] = hidden.dims;
     const pooled = meanPool(hidden.data, batchIds, cols, dims);
@@ -209,11 +221,20 @@ async function loadOnnxCore({ modelDir, threads = 1, verify = true }) {
     session,
     encode: (text) => encode(tok, text, model.maxTokens),
     countTokens: (text) => countTokens(tok, text),
-    close: () => session.release(),
+    async close() {
+      if (released) return;
+      released = true;
+      await Promise.allSettled([...inFlight]);
+      await session.release();
+    },
   };
 }
 
-/** Worker side of pool.ts: one session per worker, one batch at a time. */
+/**
+ * Worker side of pool.ts: one session per worker, one batch at a time. It stops itself on
+ * `{ type: 'close' }` once the batch in hand is done: Worker.terminate() during session.run aborts
+ * the whole process ("terminate called after throwing an instance of 'Napi::Error'").
+ */
 function serveAsWorker() {
   const { parentPort, workerData } = workerThreads;
   loadOnnxCore({ modelDir: workerData.modelDir, threads: workerData.threads, verify: false }).then(
@@ -222,9 +243,17 @@ function serveAsWorker() {
         parentPort.postMessage({ type: 'failed', message: `model files not found at ${workerData.modelDir}` });
         return;
       }
+      let running = Promise.resolve();
       parentPort.on('message', (msg) => {
+        if (msg.type === 'close') {
+          running
+            .then(() => core.close())
+            .catch(() => undefined)
+            .finally(() => process.exit(0));
+          return;
+        }
         if (msg.type !== 'embed') return;
-        core.embedBatch(msg.texts).then(
+        running = core.embedBatch(msg.texts).then(
           ({ vectors, dims }) => parentPort.postMessage({ type: 'result', jobId: msg.jobId, vectors, dims }, [vectors.buffer]),
           (err) => parentPort.postMessage({ type: 'error', jobId: msg.jobId, message: err instanceof Error ? err.message : String(err) }),
         );

@@ -122,6 +122,7 @@ export interface OpenAIAnswererOptions {
   stallTimeoutMs?: number;
   /** Longest a stream may run in all (default 4 x timeoutMs). */
   streamTimeoutMs?: number;
+  /** Sent only when set: reasoning models (o-series, gpt-5) reject any temperature but their default. */
   temperature?: number;
 }
 

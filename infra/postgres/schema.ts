@@ -15,6 +15,11 @@ DO $$ BEGIN
     CREATE ROLE ${SCHEMA_OWNER} NOLOGIN;
   END IF;
 END $$;
+-- Tenant roles must not create temporary tables: pg_temp would shadow their own tables on a
+-- pooled connection for the next tenant's transaction.
+DO $$ BEGIN
+  EXECUTE format('REVOKE TEMPORARY ON DATABASE %I FROM PUBLIC', current_database());
+END $$;
 CREATE SCHEMA IF NOT EXISTS platform;
 REVOKE ALL ON SCHEMA platform FROM PUBLIC;
 CREATE TABLE IF NOT EXISTS platform.tenants (
@@ -192,7 +197,7 @@ END $$;`);
 
 /** Enter a tenant's scope inside an open transaction. Identifiers come from the naming helper only. */
 export async function enterTenant(client: PoolClient, tenantId: string): Promise<void> {
-  await client.query(`SET LOCAL ROLE ${tenantRole(tenantId)}; SET LOCAL search_path TO ${tenantSchema(tenantId)}`);
+  await client.query(`SET LOCAL ROLE ${tenantRole(tenantId)}; SET LOCAL search_path TO ${tenantSchema(tenantId)}, pg_catalog, pg_temp`);
 }
 
 /** Leave the tenant's scope (back to the platform role) inside the same transaction. */
@@ -208,7 +213,7 @@ export async function withTenant<T>(pool: Pool, tenantId: string, fn: (client: P
   const client = await pool.connect();
   try {
     await client.query(
-      `BEGIN${opts.readOnly ? ' READ ONLY' : ''}; SET LOCAL ROLE ${tenantRole(tenantId)}; SET LOCAL search_path TO ${tenantSchema(tenantId)}`,
+      `BEGIN${opts.readOnly ? ' READ ONLY' : ''}; SET LOCAL ROLE ${tenantRole(tenantId)}; SET LOCAL search_path TO ${tenantSchema(tenantId)}, pg_catalog, pg_temp`,
     );
     const result = await fn(client);
     await client.query('COMMIT');

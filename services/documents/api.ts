@@ -9,7 +9,7 @@ import { handle } from '../core/commandHandler';
 import { AppError, NotFoundError, PayloadTooLargeError, UnsupportedMediaTypeError, ValidationError } from '../core/errors';
 import { requireRole } from '../gateway/auth';
 import { type AppDeps, commandContext, principalOf, waitForProjections } from '../gateway/context';
-import { decodeCursor, encodeCursor, hasControlChars, idParam, limitParam, parseBody } from '../gateway/validation';
+import { decodeCursor, encodeCursor, hasAnyControlChars, idParam, limitParam, parseBody } from '../gateway/validation';
 import { sniffFormat } from './parsing';
 import { decide } from './decide';
 import { documentAggregate } from './document';
@@ -32,7 +32,7 @@ interface Upload {
 /** A filename is a display name, never a path: no separators, no control characters, no dot-names. */
 export function checkFilename(name: string): string {
   const n = name.normalize('NFC').trim();
-  if (!n || n.length > 255 || n === '.' || n === '..' || /[/\\]/.test(n) || hasControlChars(n) || n.includes('\u0000')) {
+  if (!n || n.length > 255 || n === '.' || n === '..' || /[/\\]/.test(n) || hasAnyControlChars(n)) {
     throw new ValidationError('filename must be 1-255 characters with no path separators or control characters');
   }
   return n;
@@ -70,7 +70,12 @@ function readMultipart(req: Request, maxBytes: number): Promise<Upload> {
         return;
       }
       const parts: Buffer[] = [];
+      // A truncated body destroys the file stream with an error: answer 400, never crash.
+      stream.on('error', () => {
+        failure ??= new ValidationError('malformed multipart request');
+      });
       pending = new Promise((done) => {
+        stream.on('close', () => done());
         stream.on('data', (d: Buffer) => parts.push(d));
         stream.on('limit', () => {
           failure ??= new PayloadTooLargeError(`documents are limited to ${maxBytes} bytes`);
@@ -141,7 +146,7 @@ export function documentsApi(deps: AppDeps): Router {
     const p = principalOf(req);
     const upload = await readUpload(req, deps.config.maxUploadBytes);
     const filename = checkFilename(upload.filename);
-    if (upload.externalId !== null && (upload.externalId.length > 200 || hasControlChars(upload.externalId))) {
+    if (upload.externalId !== null && (upload.externalId.length === 0 || upload.externalId.length > 200 || hasAnyControlChars(upload.externalId))) {
       throw new ValidationError('external_id must be 1-200 characters without control characters');
     }
     if (upload.bytes.length === 0) throw new ValidationError('the document is empty');

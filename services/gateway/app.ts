@@ -4,7 +4,8 @@ import passport from 'passport';
 import client from 'prom-client';
 import swaggerUi from 'swagger-ui-express';
 import { redisKey } from '../../contracts/naming';
-import { TooManyRequestsError } from '../core/errors';
+import { TooManyRequestsError, ValidationError } from '../core/errors';
+import { containsNul } from './validation';
 import { adminApi, usageApi } from '../admin/api';
 import { adminPage } from '../admin/page';
 import { auditApi } from '../audit/api';
@@ -130,6 +131,10 @@ export function createApp(deps: AppDeps) {
   // Public + operator routes (their own credentials), then every tenant route behind auth.
   app.use('/v1/documents', (req, res, next) => (req.method === 'POST' ? uploadJson(req, res, next) : next()));
   app.use(json);
+  app.use((req, _res, next) => {
+    if (containsNul(req.body) || containsNul(req.query)) return next(new ValidationError('NUL characters are not allowed in requests'));
+    next();
+  });
   const tenants = tenantsApi(deps);
   app.use(tenants.operatorAndLogin);
   app.use(adminApi(deps));

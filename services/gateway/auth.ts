@@ -31,6 +31,7 @@ declare global {
   }
 }
 
+const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 export const JWT_ISSUER = 'tenant-rag';
 export const JWT_AUDIENCE = 'tenant-rag-api';
 export const API_TOKEN_PREFIX = 'trk_';
@@ -85,9 +86,13 @@ export function createAuthenticator(pool: Pool, secret: string) {
         ignoreExpiration: false,
       },
       (payload: { sub?: string; tid?: string; role?: Role }, done: (err: unknown, user?: Express.User | false) => void) => {
-        if (typeof payload.sub !== 'string' || typeof payload.tid !== 'string' || typeof payload.role !== 'string') return done(null, false);
+        // Claims are used only once their shape is right (ids are UUIDs). The role claim is
+        // informational: the user's current role is always read from the platform read model.
+        if (typeof payload.sub !== 'string' || typeof payload.tid !== 'string' || !UUID_RE.test(payload.sub) || !UUID_RE.test(payload.tid)) {
+          return done(null, false);
+        }
         done(null, {
-          principal: { kind: 'user', tenantId: payload.tid, role: payload.role, actor: `user:${payload.sub}`, userId: payload.sub, tokenId: null },
+          principal: { kind: 'user', tenantId: payload.tid, role: 'viewer', actor: `user:${payload.sub}`, userId: payload.sub, tokenId: null },
         });
       },
     ),

@@ -8,6 +8,7 @@ export interface StoredResponse {
   status: number;
   body: unknown;
   location: string | null;
+  contentType?: string | null;
 }
 
 export type Reservation = { state: 'new' } | { state: 'in_progress' } | ({ state: 'done' } & StoredResponse);
@@ -69,7 +70,7 @@ export function idempotency(store: IdempotencyStore): RequestHandler {
         res.setHeader('Idempotent-Replayed', 'true');
         if (r.location) res.setHeader('Location', r.location);
         if (r.body === null) res.status(r.status).end();
-        else res.status(r.status).json(r.body);
+        else res.status(r.status).type(r.contentType ?? 'application/json').send(JSON.stringify(r.body));
         return;
       }
       // Capture the response to store it once it is sent.
@@ -82,7 +83,10 @@ export function idempotency(store: IdempotencyStore): RequestHandler {
       res.on('finish', () => {
         const loc = res.getHeader('Location');
         if (res.statusCode < 500 && res.statusCode !== 409 && res.statusCode !== 429) {
-          store.complete(key, { requestHash, status: res.statusCode, body, location: typeof loc === 'string' ? loc : null }, TTL_SECONDS).catch(() => undefined);
+          const ct = res.getHeader('Content-Type');
+          store
+            .complete(key, { requestHash, status: res.statusCode, body, location: typeof loc === 'string' ? loc : null, contentType: typeof ct === 'string' ? ct : null }, TTL_SECONDS)
+            .catch(() => undefined);
         } else {
           store.abandon(key).catch(() => undefined);
         }

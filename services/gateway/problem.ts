@@ -30,12 +30,17 @@ export function errorHandler(log: (err: unknown, req: Parameters<ErrorRequestHan
       detail = err.message;
       extra = err.extra;
       if (err instanceof TooManyRequestsError) res.setHeader('Retry-After', String(err.retryAfterSeconds));
-    } else if (err && typeof err === 'object' && typeof (err as { status?: unknown }).status === 'number' && (err as { expose?: boolean }).expose) {
-      // http-errors from body-parser: malformed JSON, too large, bad charset...
-      const e = err as { status: number; type?: string; message: string };
+    } else if (err && typeof err === 'object' && typeof (err as { status?: unknown }).status === 'number' && (err as { status: number }).status >= 400 && (err as { status: number }).status < 500) {
+      // http-errors from body-parser (malformed JSON, too large, bad charset) and the router
+      // (undecodable path parameters): client errors, with our own wording where not exposed.
+      const e = err as { status: number; type?: string; message: string; expose?: boolean };
       status = e.status;
       title = status === 413 ? 'Payload too large' : status === 415 ? 'Unsupported media type' : 'Invalid request';
-      detail = e.type === 'entity.parse.failed' ? 'The request body is not valid JSON' : e.message;
+      detail = e.type === 'entity.parse.failed' ? 'The request body is not valid JSON' : e.expose ? e.message : 'The request URL or body is malformed';
+    } else if (err instanceof URIError) {
+      status = 400;
+      title = 'Invalid request';
+      detail = 'The request URL is not valid percent-encoding';
     } else if (err instanceof RangeError) {
       // e.g. JSON nested beyond the parser's stack
       status = 400;

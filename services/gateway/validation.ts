@@ -27,6 +27,22 @@ export function hasControlChars(s: string): boolean {
   return /[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]/.test(s);
 }
 
+/** Names (filenames, ids) allow no control character at all: C0, DEL or C1. */
+export function hasAnyControlChars(s: string): boolean {
+  // eslint-disable-next-line no-control-regex
+  return /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/.test(s);
+}
+
+/** Finds a NUL character anywhere in a parsed JSON body (PostgreSQL text cannot hold it). */
+export function containsNul(v: unknown, depth = 0): boolean {
+  if (typeof v === 'string') return v.includes('\u0000');
+  if (depth > 64 || v === null || typeof v !== 'object') return false;
+  if (Array.isArray(v)) return v.some((x) => containsNul(x, depth + 1));
+  return Object.entries(v as Record<string, unknown>).some(([k, x]) => k.includes('\u0000') || containsNul(x, depth + 1));
+}
+
+const ISO_INSTANT = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?Z$/;
+
 export interface Cursor {
   at: string;
   id: string;
@@ -41,7 +57,7 @@ export function decodeCursor(raw: unknown): Cursor | null {
   if (typeof raw !== 'string' || raw.length > 200) throw new ValidationError('cursor is not valid');
   try {
     const v = JSON.parse(Buffer.from(raw, 'base64url').toString('utf8')) as unknown;
-    if (Array.isArray(v) && v.length === 2 && typeof v[0] === 'string' && typeof v[1] === 'string' && !Number.isNaN(Date.parse(v[0])) && UUID.test(v[1])) {
+    if (Array.isArray(v) && v.length === 2 && typeof v[0] === 'string' && typeof v[1] === 'string' && ISO_INSTANT.test(v[0]) && new Date(v[0]).toISOString().slice(0, 19) === v[0].slice(0, 19) && UUID.test(v[1])) {
       return { at: v[0], id: v[1] };
     }
   } catch {

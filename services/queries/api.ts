@@ -14,10 +14,14 @@ export const MAX_TOP_K = 50;
 
 const base = {
   top_k: z.number().int().min(1).max(MAX_TOP_K).default(5),
-  document_id: z.string().uuid().optional(),
+  document_id: z
+    .string()
+    .uuid()
+    .transform((s) => s.toLowerCase())
+    .optional(),
   mode: z.enum(['hybrid', 'keyword', 'semantic']).default('hybrid'),
   /** Read-your-writes: wait (bounded) until the read models have seen this position. */
-  min_position: z.string().max(64).optional(),
+  min_position: z.string().regex(/^\d{1,24}-\d{1,24}$/, 'min_position must be a position returned by a command').optional(),
 };
 const searchSchema = z.object({ query: z.string().trim().min(1).max(2000), ...base }).strict();
 const askSchema = z.object({ question: z.string().trim().min(1).max(2000), ...base, stream: z.boolean().optional() }).strict();
