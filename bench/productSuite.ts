@@ -5,6 +5,8 @@
  * neighbours, Weaviate peer) -> ingest -> freshness on the production profile (Kafka), when
  * KAFKA_BROKERS is set and the product wires it.
  */
+import { Kafka, logLevel } from 'kafkajs';
+import weaviate from 'weaviate-client';
 import { createPool } from '../infra/postgres/pool';
 import { freshnessFigure, measureFreshness } from './freshness';
 import { gatewayBench } from './gateway';
@@ -89,21 +91,59 @@ export async function productBenches(b: Bench, groups: Set<ProductGroup>, sink: 
       return;
     }
     await guard('freshness.kafka', async () => {
+      // Its own Kafka namespace (topics and consumer groups) and Weaviate collection: the cluster
+      // and the server may be shared with other runs, whose events must never reach this product.
+      const namespace = `bench${process.pid}`;
+      const env: Record<string, string> = { KAFKA_BROKERS: brokers, KAFKA_NAMESPACE: namespace, KAFKAJS_NO_PARTITIONER_WARNING: '1' };
+      const parts = ['Kafka'];
+      const weaviateUrl = process.env.WEAVIATE_URL;
+      if (weaviateUrl && /^http:\/\/(127\.0\.0\.1|localhost)[:/]/.test(weaviateUrl)) {
+        Object.assign(env, { WEAVIATE_URL: weaviateUrl, WEAVIATE_GRPC_PORT: process.env.WEAVIATE_GRPC_PORT ?? '50051', WEAVIATE_COLLECTION: `BenchFresh${process.pid}` });
+        parts.push('Weaviate');
+      }
+      if (process.env.REDIS_URL && /^redis:\/\/(127\.0\.0\.1|localhost)[:/]/.test(process.env.REDIS_URL)) {
+        env.REDIS_URL = process.env.REDIS_URL;
+        parts.push('Redis');
+      }
       const kafkaUrl = await b.createDatabase('bench_product_kafka');
-      const p = await startProductProcess(b, kafkaUrl, { KAFKA_BROKERS: brokers, KAFKAJS_NO_PARTITIONER_WARNING: '1' });
+      const p = await startProductProcess(b, kafkaUrl, env);
       const client = new HttpClient(p.baseUrl, 4);
       try {
         const bus = (p.ready.bus as { adapter?: string } | undefined)?.adapter ?? '';
         if (!/kafka/i.test(bus)) {
-          return [skipped({ ...base, reason: `skipped: the product started with KAFKA_BROKERS=${brokers} still reports bus = "${bus}" on /ready: services/product.ts does not wire the Kafka bus (infra/bus/kafka.ts) yet, so there is no production-profile path to measure.` })];
+          return [skipped({ ...base, reason: `skipped: the product started with KAFKA_BROKERS=${brokers} reports bus = "${bus}" on /ready, not Kafka.` })];
         }
         const t = await provisionTenant(client, 'freshk');
         const f = await measureFreshness(client, t, uploads.runs, uploads.per, 'k');
-        return [freshnessFigure(b, f, 'production profile (Kafka)', { p99: 250 }, 'p99 <= 250 ms', 'freshness.kafka')];
+        const fig = freshnessFigure(b, f, `production profile (${parts.join(' + ')})`, { p99: 250 }, 'p99 <= 250 ms', 'freshness.kafka');
+        fig.notes.push(`Own Kafka namespace "${namespace}" (topics and consumer groups removed afterwards)${parts.includes('Weaviate') ? ` and Weaviate collection BenchFresh${process.pid}` : ''}.`);
+        return [fig];
       } finally {
         client.close();
         await p.stop();
+        await cleanupProductionProfile(brokers, namespace, env).catch((err) => b.log(`cleanup of the production profile failed: ${(err as Error).message}`));
       }
     });
+  }
+}
+
+/** Removes the bench's Kafka topics and consumer groups, and its Weaviate collection. */
+async function cleanupProductionProfile(brokers: string, namespace: string, env: Record<string, string>): Promise<void> {
+  const kafka = new Kafka({ clientId: 'tenant-rag-bench-cleanup', brokers: brokers.split(',').map((x) => x.trim()), logLevel: logLevel.NOTHING });
+  const admin = kafka.admin();
+  await admin.connect();
+  try {
+    const topics = (await admin.listTopics()).filter((t) => t.startsWith(`tenant-rag.${namespace}.`));
+    if (topics.length) await admin.deleteTopics({ topics, timeout: 10_000 });
+    const groups = (await admin.listGroups()).groups.map((g) => g.groupId).filter((g) => g.startsWith(`${namespace}.`));
+    if (groups.length) await admin.deleteGroups(groups).catch(() => undefined);
+  } finally {
+    await admin.disconnect();
+  }
+  if (env.WEAVIATE_URL && env.WEAVIATE_COLLECTION) {
+    const u = new URL(env.WEAVIATE_URL);
+    const client = await weaviate.connectToLocal({ host: u.hostname, port: Number(u.port || 80), grpcPort: Number(env.WEAVIATE_GRPC_PORT) });
+    await client.collections.delete(env.WEAVIATE_COLLECTION).catch(() => undefined);
+    await client.close();
   }
 }

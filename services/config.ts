@@ -81,7 +81,7 @@ export function loadEnv(e: NodeJS.ProcessEnv = process.env): Env {
     host: e.HOST || '127.0.0.1',
     dataDir,
     databaseUrl: e.DATABASE_URL || null,
-    embeddedPgPort: int(e.EMBEDDED_PG_PORT, 54329, 'EMBEDDED_PG_PORT'),
+    embeddedPgPort: int(e.EMBEDDED_PG_PORT, 25329, 'EMBEDDED_PG_PORT'),
     pgPoolMax: Math.max(2, int(e.PG_POOL_MAX, 16, 'PG_POOL_MAX')),
     eventstoreUrl: e.EVENTSTORE_URL || null,
     kafkaBrokers: e.KAFKA_BROKERS || null,

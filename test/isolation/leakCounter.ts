@@ -90,11 +90,6 @@ export class LeakCounter {
     return this.foreignMarkers(actor).filter((m) => !allow.includes(m) && hay.includes(m.toLowerCase()));
   }
 
-  /** Records an observation made outside attack() (e.g. a whole listing fetched for a check). */
-  record(outcome: AttackOutcome): void {
-    this.outcomes.push(outcome);
-  }
-
   async attack(spec: AttackSpec): Promise<Response> {
     const expected = typeof spec.expect === 'number' ? [spec.expect] : [...spec.expect];
     let res: Response;

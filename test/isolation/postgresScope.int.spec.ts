@@ -17,7 +17,7 @@ const PERMISSION_DENIED = '42501';
 const READ_ONLY_TX = '25006';
 const UNDEFINED_TABLE = '42P01';
 
-/** Runs fn in a's scope and returns the SQLSTATE it failed with (or 'ok' if it did not fail). */
+/** Runs sql in the tenant's scope; returns the SQLSTATE it failed with, or 'ok'. */
 async function sqlstate(pool: Pool, tenantId: string, sql: string, params: unknown[] = []): Promise<string> {
   try {
     await withTenant(pool, tenantId, (c) => c.query(sql, params));
