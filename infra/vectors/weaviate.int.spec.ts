@@ -396,8 +396,7 @@ if (!fromEnv && !dockerAnswers()) {
         `weaviate hybrid top-10 over ${docs * perDoc} chunks, ${adapter.length} queries: adapter (incl. ready-version check in Postgres) ${line(adapter)}; ` +
           `bare Weaviate query ${line(bare)}\n`,
       );
-      // Loose bound: catches a pathological regression, not machine noise.
-      expect(pct(adapter, 0.5)).toBeLessThan(250);
+      // Latency is reported here and measured by npm run bench; it is never asserted in a test.
       await index.dropTenant(tenant);
     }, 120_000);
   });
