@@ -7,6 +7,7 @@
  *   npx tsx bench/embeddingThroughput.ts [chunks=96] [batchSize=16] [workers=1] [threadsPerWorker=1]
  */
 import { existsSync, readFileSync } from 'node:fs';
+import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { onnxCore, planBatches } from '../infra/embeddings/onnx';
 import { createEmbedderPool } from '../infra/embeddings/pool';
@@ -26,7 +27,14 @@ export const DEFAULT_MODEL_DIR = join(__dirname, '..', 'models', 'all-minilm-l6-
 export async function measureEmbeddingThroughput(
   chunks: string[],
   opts: ThroughputOptions = {},
-): Promise<{ rawOrtChunksPerSec: number; pipelineChunksPerSec: number; ratio: number }> {
+): Promise<{
+  rawOrtChunksPerSec: number;
+  pipelineChunksPerSec: number;
+  ratio: number;
+  /** CPU of the whole process (worker threads included) per chunk: steadier than wall time on a shared machine. */
+  rawCpuMsPerChunk: number;
+  pipelineCpuMsPerChunk: number;
+}> {
   const modelDir = opts.modelDir ?? DEFAULT_MODEL_DIR;
   const batchSize = opts.batchSize ?? 16;
   const workers = opts.workers ?? 1;
@@ -45,16 +53,32 @@ export async function measureEmbeddingThroughput(
 
     let raw = 0;
     let pipeline = 0;
+    let rawCpu = Infinity;
+    let pipelineCpu = Infinity;
+    const cpuMs = (since: NodeJS.CpuUsage) => {
+      const used = process.cpuUsage(since);
+      return (used.user + used.system) / 1000;
+    };
     for (let round = 0; round < rounds; round++) {
       let started = performance.now();
+      let cpu = process.cpuUsage();
       for (const ids of batches) await core.runIds(ids);
       raw = Math.max(raw, (chunks.length * 1000) / (performance.now() - started));
+      rawCpu = Math.min(rawCpu, cpuMs(cpu) / chunks.length);
 
       started = performance.now();
+      cpu = process.cpuUsage();
       await pool.embed(chunks, 'passage');
       pipeline = Math.max(pipeline, (chunks.length * 1000) / (performance.now() - started));
+      pipelineCpu = Math.min(pipelineCpu, cpuMs(cpu) / chunks.length);
     }
-    return { rawOrtChunksPerSec: raw, pipelineChunksPerSec: pipeline, ratio: pipeline / raw };
+    return {
+      rawOrtChunksPerSec: raw,
+      pipelineChunksPerSec: pipeline,
+      ratio: pipeline / raw,
+      rawCpuMsPerChunk: rawCpu,
+      pipelineCpuMsPerChunk: pipelineCpu,
+    };
   } finally {
     await pool.close();
     await core.close();
@@ -117,6 +141,9 @@ async function main(): Promise<void> {
         pipelineChunksPerSec: Number(result.pipelineChunksPerSec.toFixed(1)),
         ratio: Number(result.ratio.toFixed(3)),
         target: 'ratio >= 0.90',
+        rawCpuMsPerChunk: Number(result.rawCpuMsPerChunk.toFixed(1)),
+        pipelineCpuMsPerChunk: Number(result.pipelineCpuMsPerChunk.toFixed(1)),
+        loadAverage1m: Number(loadavg()[0]!.toFixed(1)),
         queryLatencyMs: { p50: Number(latencies[25]!.toFixed(2)), p95: Number(latencies[47]!.toFixed(2)) },
       },
       null,

@@ -111,7 +111,7 @@ async function main(): Promise<void> {
   process.once('SIGTERM', () => onSignal('SIGTERM'));
 
   // --quick aims at 3 minutes: the last repeatable module (ingest) stops repeating near this.
-  bench = await startBench({ quick, cpuProfDir, deadline: quick ? t0 + 165_000 : null });
+  bench = await startBench({ quick, cpuProfDir, deadline: quick ? t0 + 155_000 : null });
   try {
     log(`server: ${bench.serverLabel}`);
     if (only.has('eventstore')) figures.push(...(await eventStoreBench(bench)));

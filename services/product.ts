@@ -207,6 +207,7 @@ export async function startProduct(env: Env, opts: { logger?: pino.Logger; roles
       activity,
       projections,
       manager,
+      indexer,
       now: () => new Date(),
       onTenantChanged: () => undefined,
       log,

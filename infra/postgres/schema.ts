@@ -20,6 +20,8 @@ END $$;
 DO $$ BEGIN
   EXECUTE format('REVOKE TEMPORARY ON DATABASE %I FROM PUBLIC', current_database());
 END $$;
+-- PostgreSQL 13/14 let every role create objects in schema public; 15 already does not.
+REVOKE CREATE ON SCHEMA public FROM PUBLIC;
 CREATE SCHEMA IF NOT EXISTS platform;
 REVOKE ALL ON SCHEMA platform FROM PUBLIC;
 CREATE TABLE IF NOT EXISTS platform.tenants (

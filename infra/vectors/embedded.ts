@@ -1,12 +1,15 @@
 import type { Pool } from 'pg';
 import { tenantSchemaExists, withTenant } from '../postgres/schema';
 import type { Candidate, Hit, IndexedChunk, KnowledgeIndex, SearchScope } from '../../services/search/knowledgeIndex';
+import { Bm25Index, parseTsvector, type TermCounts } from './bm25';
 
 /**
- * Embedded knowledge index: chunks, full-text vectors and embeddings are durable in the tenant's
- * Postgres schema; the embeddings of each tenant's searchable chunks are also held in memory
- * (loaded lazily on the tenant's first search) for exact cosine search. Exact search over one
- * tenant's vectors is a tight loop over a Float32Array: see bench/ for where it stands.
+ * Embedded knowledge index: chunks, full-text vectors (`tsv`) and embeddings are durable in the
+ * tenant's Postgres schema. For each tenant's searchable chunks (ready versions) the process also
+ * holds, loaded lazily on the tenant's first search and kept current by activate/forgetDocument:
+ *   - the embeddings, for exact cosine search (a tight loop over a Float32Array per document);
+ *   - an Okapi BM25 inverted index (./bm25.ts) built from the stored `tsv`, for keyword search.
+ * Both are per tenant: no structure is shared between tenants.
  */
 interface DocVectors {
   version: number;
@@ -17,7 +20,32 @@ interface DocVectors {
 interface TenantVectors {
   embedderId: string | null;
   docs: Map<string, DocVectors>;
+  bm25: Bm25Index;
 }
+
+interface StagedChunk {
+  chunkIndex: number;
+  vector: Float32Array;
+  terms: TermCounts;
+}
+
+/** A chunk row as loaded from the tenant's schema (embedding null when of another embedder). */
+interface ChunkRow {
+  document_id: string;
+  version: number;
+  chunk_index: number;
+  tsv: string;
+  embedding: Buffer | null;
+}
+
+/** Rows per FETCH while loading a tenant: bounds the memory a load holds beyond the index itself. */
+const LOAD_BATCH = 2000;
+
+/**
+ * Query analysis: the same English configuration as the stored `tsv` (stemming, stop words),
+ * with each lexeme's number of occurrences in the query. A pure function: no tenant data is read.
+ */
+const ANALYZE_SQL = `SELECT lexeme, COALESCE(array_length(positions, 1), 1) AS n FROM unnest(to_tsvector('english', $1))`;
 
 export function toBytes(v: Float32Array): Buffer {
   return Buffer.from(v.buffer, v.byteOffset, v.byteLength);
@@ -33,42 +61,103 @@ export function fromBytes(b: Buffer): Float32Array {
 export function createEmbeddedIndex(pool: Pool, opts: { embedderId: () => string }): KnowledgeIndex {
   const tenants = new Map<string, TenantVectors>();
   const loading = new Map<string, Promise<TenantVectors>>();
+  /** Documents activated or forgotten while their tenant was loading: re-read once the load is done. */
+  const changedWhileLoading = new Map<string, Set<string>>();
+  /** Bumped by dropTenant, so a load that was running then does not install stale state. */
+  const epochs = new Map<string, number>();
+
+  function noteChange(tenantId: string, documentId: string): void {
+    const set = changedWhileLoading.get(tenantId);
+    if (set) set.add(documentId);
+  }
+
+  /** Installs one document's rows (its ready version's chunks, all of one version) in the tenant's state. */
+  function installDoc(tv: TenantVectors, documentId: string, rows: ChunkRow[]): void {
+    if (rows.length === 0) {
+      tv.docs.delete(documentId);
+      tv.bm25.removeDocument(documentId);
+      return;
+    }
+    const version = rows[0]!.version;
+    const withVectors = rows.filter((r) => r.embedding !== null);
+    if (withVectors.length) tv.docs.set(documentId, packDoc(version, withVectors.map((r) => ({ chunkIndex: r.chunk_index, vector: fromBytes(r.embedding!) }))));
+    else tv.docs.delete(documentId);
+    tv.bm25.setDocument(documentId, version, rows.map((r) => ({ chunkIndex: r.chunk_index, terms: parseTsvector(r.tsv) })));
+  }
+
+  /** Re-reads one document's searchable chunks from the durable copy. */
+  async function refreshDoc(tenantId: string, tv: TenantVectors, documentId: string): Promise<void> {
+    const rows = await withTenant(
+      pool,
+      tenantId,
+      async (c) =>
+        (
+          await c.query<ChunkRow>(
+            `SELECT c.document_id, c.version, c.chunk_index, c.tsv::text AS tsv, CASE WHEN c.embedder_id = $2 THEN c.embedding END AS embedding
+             FROM chunks c JOIN document_index di ON di.document_id = c.document_id AND di.ready_version = c.version
+             WHERE c.document_id = $1 ORDER BY c.chunk_index`,
+            [documentId, tv.embedderId],
+          )
+        ).rows,
+      { readOnly: true },
+    );
+    installDoc(tv, documentId, rows);
+  }
 
   async function load(tenantId: string): Promise<TenantVectors> {
     const cached = tenants.get(tenantId);
     if (cached) return cached;
     let p = loading.get(tenantId);
     if (!p) {
+      changedWhileLoading.set(tenantId, new Set());
+      const epoch = epochs.get(tenantId) ?? 0;
       p = (async () => {
         const embedderId = opts.embedderId();
-        const tv: TenantVectors = { embedderId, docs: new Map() };
+        const tv: TenantVectors = { embedderId, docs: new Map(), bm25: new Bm25Index() };
         if (!(await tenantSchemaExists(pool, tenantId))) return tv;
-        const rows = await withTenant(
+        // One snapshot, read through a cursor so that at most LOAD_BATCH rows are held at once.
+        // Every chunk of a ready version is keyword-searchable; its vector only when of the current embedder.
+        await withTenant(
           pool,
           tenantId,
-          async (c) =>
-            (
-              await c.query<{ document_id: string; version: number; chunk_index: number; embedding: Buffer }>(
-                `SELECT c.document_id, c.version, c.chunk_index, c.embedding FROM chunks c
-                 JOIN document_index di ON di.document_id = c.document_id AND di.ready_version = c.version
-                 WHERE c.embedder_id = $1 ORDER BY c.document_id, c.chunk_index`,
-                [embedderId],
-              )
-            ).rows,
+          async (c) => {
+            await c.query(
+              `DECLARE tr_load NO SCROLL CURSOR FOR
+               SELECT c.document_id, c.version, c.chunk_index, c.tsv::text AS tsv, CASE WHEN c.embedder_id = $1 THEN c.embedding END AS embedding
+               FROM chunks c JOIN document_index di ON di.document_id = c.document_id AND di.ready_version = c.version
+               ORDER BY c.document_id, c.chunk_index`,
+              [embedderId],
+            );
+            let group: ChunkRow[] = [];
+            for (;;) {
+              const rows = (await c.query<ChunkRow>(`FETCH ${LOAD_BATCH} FROM tr_load`)).rows;
+              for (const row of rows) {
+                if (group.length && group[0]!.document_id !== row.document_id) {
+                  installDoc(tv, group[0]!.document_id, group);
+                  group = [];
+                }
+                group.push(row);
+              }
+              if (rows.length < LOAD_BATCH) break;
+            }
+            if (group.length) installDoc(tv, group[0]!.document_id, group);
+            await c.query('CLOSE tr_load');
+          },
           { readOnly: true },
         );
-        let i = 0;
-        while (i < rows.length) {
-          const first = rows[i]!;
-          let j = i;
-          while (j < rows.length && rows[j]!.document_id === first.document_id) j++;
-          const group = rows.slice(i, j);
-          tv.docs.set(first.document_id, packDoc(first.version, group.map((r) => ({ chunkIndex: r.chunk_index, vector: fromBytes(r.embedding) }))));
-          i = j;
+        // Activations and deletes that raced the snapshot: re-read those documents.
+        for (;;) {
+          const changed = changedWhileLoading.get(tenantId);
+          if (!changed || changed.size === 0) break;
+          changedWhileLoading.set(tenantId, new Set());
+          for (const documentId of changed) await refreshDoc(tenantId, tv, documentId);
         }
-        tenants.set(tenantId, tv);
+        if ((epochs.get(tenantId) ?? 0) === epoch) tenants.set(tenantId, tv);
         return tv;
-      })().finally(() => loading.delete(tenantId));
+      })().finally(() => {
+        loading.delete(tenantId);
+        changedWhileLoading.delete(tenantId);
+      });
       loading.set(tenantId, p);
     }
     return p;
@@ -85,8 +174,14 @@ export function createEmbeddedIndex(pool: Pool, opts: { embedderId: () => string
     return { version, chunkIndexes, vectors };
   }
 
+  /** Query terms (lexeme -> occurrences), analysed by PostgreSQL as the chunks were. */
+  async function analyze(query: string): Promise<TermCounts> {
+    const r = await pool.query<{ lexeme: string; n: number }>(ANALYZE_SQL, [query]);
+    return new Map(r.rows.map((row) => [row.lexeme, Number(row.n)]));
+  }
+
   // Staged vectors of document versions being indexed, moved into the searchable set on activate.
-  const staged = new Map<string, { chunkIndex: number; vector: Float32Array }[]>();
+  const staged = new Map<string, StagedChunk[]>();
   const stageKey = (t: string, d: string, v: number) => `${t}/${d}/${v}`;
 
   return {
@@ -96,11 +191,13 @@ export function createEmbeddedIndex(pool: Pool, opts: { embedderId: () => string
     },
     async dropTenant(tenantId) {
       tenants.delete(tenantId);
+      epochs.set(tenantId, (epochs.get(tenantId) ?? 0) + 1);
       for (const k of staged.keys()) if (k.startsWith(`${tenantId}/`)) staged.delete(k);
     },
     async stageChunks(tenantId, documentId, version, embedderId, chunks: IndexedChunk[]) {
       if (chunks.length === 0) return;
-      await withTenant(pool, tenantId, async (c) => {
+      // The stored tsv comes back with the insert: the BM25 index gets PostgreSQL's own analysis.
+      const tsvs = await withTenant(pool, tenantId, async (c) => {
         const values: unknown[] = [];
         const rows: string[] = [];
         for (const ch of chunks) {
@@ -108,18 +205,20 @@ export function createEmbeddedIndex(pool: Pool, opts: { embedderId: () => string
           rows.push(`($${b + 1}, $${b + 2}, $${b + 3}, $${b + 4}, $${b + 5}, $${b + 6}, $${b + 7}, $${b + 8}, $${b + 9})`);
           values.push(documentId, ch.chunkIndex, version, ch.text, ch.headingPath, ch.page, ch.tokenCount, toBytes(ch.vector), embedderId);
         }
-        await c.query(
+        const inserted = await c.query<{ chunk_index: number; tsv: string }>(
           `INSERT INTO chunks (document_id, chunk_index, version, text, heading_path, page, token_count, embedding, embedder_id)
            VALUES ${rows.join(', ')}
            ON CONFLICT (document_id, version, chunk_index) DO UPDATE
-             SET text = EXCLUDED.text, embedding = EXCLUDED.embedding, embedder_id = EXCLUDED.embedder_id`,
+             SET text = EXCLUDED.text, embedding = EXCLUDED.embedding, embedder_id = EXCLUDED.embedder_id
+           RETURNING chunk_index, tsv::text AS tsv`,
           values,
         );
         await c.query('UPDATE document_index SET chunks_done = chunks_done + $2, updated_at = now() WHERE document_id = $1 AND version = $3', [documentId, chunks.length, version]);
+        return new Map(inserted.rows.map((r) => [r.chunk_index, r.tsv]));
       });
       const key = stageKey(tenantId, documentId, version);
       const list = staged.get(key) ?? [];
-      for (const ch of chunks) list.push({ chunkIndex: ch.chunkIndex, vector: ch.vector });
+      for (const ch of chunks) list.push({ chunkIndex: ch.chunkIndex, vector: ch.vector, terms: parseTsvector(tsvs.get(ch.chunkIndex) ?? '') });
       staged.set(key, list);
     },
     async activate(tenantId, documentId, version, info) {
@@ -140,45 +239,35 @@ export function createEmbeddedIndex(pool: Pool, opts: { embedderId: () => string
       });
       let items = staged.get(key) ?? [];
       staged.delete(key);
-      const tv = tenants.get(tenantId);
-      if (ok && tv && tv.embedderId === info.embedderId) {
-        if (items.length !== info.chunkCount) {
-          // Staged by another process or before a restart: the durable copy is authoritative.
-          items = await withTenant(pool, tenantId, async (c) =>
-            (await c.query<{ chunk_index: number; embedding: Buffer }>('SELECT chunk_index, embedding FROM chunks WHERE document_id = $1 AND version = $2 AND embedder_id = $3 ORDER BY chunk_index', [documentId, version, info.embedderId])).rows.map((r) => ({ chunkIndex: r.chunk_index, vector: fromBytes(r.embedding) })),
-          { readOnly: true });
-        }
-        if (items.length) tv.docs.set(documentId, packDoc(version, items));
-        else tv.docs.delete(documentId);
+      if (!ok) return false;
+      if (loading.has(tenantId)) {
+        noteChange(tenantId, documentId);
+        return true;
       }
-      return ok;
+      const tv = tenants.get(tenantId);
+      if (!tv) return true; // not loaded: the first search reads the durable copy
+      // Staged by another process or before a restart (or duplicated by a retry): the durable copy is authoritative.
+      const complete = items.length === info.chunkCount && new Set(items.map((it) => it.chunkIndex)).size === items.length;
+      if (!complete) {
+        await refreshDoc(tenantId, tv, documentId);
+        return true;
+      }
+      items = [...items].sort((a, b) => a.chunkIndex - b.chunkIndex);
+      if (items.length && tv.embedderId === info.embedderId) tv.docs.set(documentId, packDoc(version, items));
+      else tv.docs.delete(documentId);
+      tv.bm25.setDocument(documentId, version, items);
+      return true;
     },
     async forgetDocument(tenantId, documentId) {
-      tenants.get(tenantId)?.docs.delete(documentId);
+      noteChange(tenantId, documentId);
+      const tv = tenants.get(tenantId);
+      tv?.docs.delete(documentId);
+      tv?.bm25.removeDocument(documentId);
       for (const k of staged.keys()) if (k.startsWith(`${tenantId}/${documentId}/`)) staged.delete(k);
     },
     async keyword(tenantId, query, scope: SearchScope) {
-      const limit = Math.max(scope.topK, 1);
-      return withTenant(
-        pool,
-        tenantId,
-        async (c) => {
-          const r = await c.query<{ document_id: string; version: number; chunk_index: number; score: number }>(
-            `WITH q AS (
-               SELECT to_tsquery('simple', COALESCE((SELECT string_agg(quote_literal(lexeme), ' | ') FROM unnest(to_tsvector('english', $1))), '')) AS q
-             )
-             SELECT c.document_id, c.version, c.chunk_index, ts_rank(c.tsv, q.q, 1) AS score
-             FROM q, chunks c
-             JOIN document_index di ON di.document_id = c.document_id AND di.ready_version = c.version
-             WHERE c.tsv @@ q.q AND ($3::uuid IS NULL OR c.document_id = $3::uuid)
-             ORDER BY score DESC, c.document_id, c.chunk_index
-             LIMIT $2`,
-            [query, limit, scope.documentId ?? null],
-          );
-          return r.rows.map((row) => ({ documentId: row.document_id, version: row.version, chunkIndex: row.chunk_index, score: Number(row.score) }));
-        },
-        { readOnly: true },
-      );
+      const [tv, terms] = await Promise.all([load(tenantId), analyze(query)]);
+      return tv.bm25.search(terms, Math.max(scope.topK, 1), scope.documentId);
     },
     async vector(tenantId, query, scope: SearchScope) {
       const tv = await load(tenantId);
@@ -245,6 +334,7 @@ export function createEmbeddedIndex(pool: Pool, opts: { embedderId: () => string
     },
     async close() {
       tenants.clear();
+      staged.clear();
     },
   };
 }

@@ -36,8 +36,17 @@ interface Job {
   attempts: number;
 }
 
+export interface IndexerStatus {
+  embedder: string;
+  queued: number;
+  running: number;
+  /** Ready documents whose vectors come from another embedder and are being re-embedded. */
+  reembedding: number;
+}
+
 export interface Indexer {
   wake(): void;
+  status(): Promise<IndexerStatus>;
   /** Number of queued or running jobs (for readiness and benchmarks). */
   backlog(): Promise<number>;
   stop(): Promise<void>;
@@ -129,6 +138,9 @@ export function startIndexer(deps: { pool: Pool; store: EventStore; content: Con
         batch.map((ch, k) => ({ chunkIndex: ch.index, text: ch.text, headingPath: ch.headingPath, page: ch.page, tokenCount: ch.tokenCount, vector: vectors[k]! })),
       );
     }
+    // A re-run of the same version (e.g. re-embedding with another model, whose tokenizer may cut
+    // differently) may leave chunks past the new end: they must not outlive this version's set.
+    await withTenant(pool, job.tenant_id, (c) => c.query('DELETE FROM chunks WHERE document_id = $1 AND version = $2 AND chunk_index >= $3', [job.document_id, job.version, chunks.length]));
     const ok = await index.activate(job.tenant_id, job.document_id, job.version, { chunkCount: chunks.length, embedderId: embedder.id, format: parsed.format });
     if (!ok) log('info', 'indexed version superseded; discarded', { tenantId: job.tenant_id, documentId: job.document_id, version: job.version });
     else
@@ -170,11 +182,59 @@ export function startIndexer(deps: { pool: Pool; store: EventStore; content: Con
     }
   }
 
-  const workers = Array.from({ length: Math.max(1, opts.concurrency) }, (_, n) => worker(n));
+  /**
+   * When the embedder changed (another model, or the model files appeared), every ready document
+   * whose vectors come from another embedder is queued again, fairly with the rest. Search never
+   * mixes two models: the vector index serves only vectors of the current embedder, so during the
+   * re-embedding a document not yet done is found by keyword only, never by foreign vectors.
+   */
+  async function queueReembedding(): Promise<number> {
+    const tenants = await pool.query<{ tenant_id: string }>(`SELECT tenant_id FROM platform.tenants WHERE status = 'active'`);
+    let queued = 0;
+    for (const { tenant_id } of tenants.rows) {
+      const stale = await withTenant(
+        pool,
+        tenant_id,
+        async (c) =>
+          (
+            await c.query<{ document_id: string; version: number; sha256: string; filename: string; content_type: string }>(
+              `SELECT d.document_id, d.version, d.sha256, d.filename, d.content_type FROM documents d
+               JOIN document_index di ON di.document_id = d.document_id AND di.ready_version = d.version
+               WHERE di.status = 'ready' AND di.embedder_id IS DISTINCT FROM $1`,
+              [embedder.id],
+            )
+          ).rows,
+        { readOnly: true },
+      ).catch(() => []);
+      for (const d of stale) {
+        const r = await pool.query(
+          `INSERT INTO platform.index_jobs (tenant_id, document_id, version, sha256, filename, content_type)
+           VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (tenant_id, document_id) DO NOTHING`,
+          [tenant_id, d.document_id, d.version, d.sha256, d.filename, d.content_type],
+        );
+        queued += r.rowCount ?? 0;
+      }
+    }
+    if (queued) log('info', 're-embedding documents indexed by another embedder', { embedder: embedder.id, documents: queued });
+    return queued;
+  }
+
+  let reembedQueued = 0;
+  const reembedding = queueReembedding().then(
+    (n) => void (reembedQueued = n),
+    (err) => log('error', 'could not queue re-embedding', { error: (err as Error).message }),
+  );
+  const workers = Array.from({ length: Math.max(1, opts.concurrency) }, (_, n) => reembedding.then(() => worker(n)));
 
   return {
     wake() {
       for (const s of [...sleepers]) s();
+    },
+    async status() {
+      const r = await pool.query<{ queued: string; running: string }>(
+        `SELECT count(*) FILTER (WHERE state = 'queued') AS queued, count(*) FILTER (WHERE state = 'running') AS running FROM platform.index_jobs`,
+      );
+      return { embedder: embedder.id, queued: Number(r.rows[0]?.queued ?? 0), running: Number(r.rows[0]?.running ?? 0), reembedding: reembedQueued };
     },
     async backlog() {
       const r = await pool.query<{ n: string }>('SELECT count(*) AS n FROM platform.index_jobs');

@@ -65,7 +65,7 @@ export function adminApi(deps: AppDeps): Router {
   const operator = requireOperator(deps.config.adminToken);
 
   r.get('/v1/admin/projections', operator, async (_req, res) => {
-    res.json({ items: await deps.manager.list() });
+    res.json({ items: await deps.manager.list(), indexer: deps.indexer ? await deps.indexer.status() : null });
   });
 
   r.get('/v1/admin/projections/history', operator, async (_req, res) => {

@@ -1,6 +1,6 @@
 import busboy from 'busboy';
 import type { Request } from 'express';
-import { Router } from 'express';
+import express, { Router } from 'express';
 import { v5 as uuidv5 } from 'uuid';
 import { z } from 'zod';
 import { streamId } from '../../contracts/naming';
@@ -9,7 +9,7 @@ import { handle } from '../core/commandHandler';
 import { AppError, NotFoundError, PayloadTooLargeError, UnsupportedMediaTypeError, ValidationError } from '../core/errors';
 import { requireRole } from '../gateway/auth';
 import { type AppDeps, commandContext, principalOf, waitForProjections } from '../gateway/context';
-import { decodeCursor, encodeCursor, hasAnyControlChars, idParam, limitParam, parseBody } from '../gateway/validation';
+import { containsNul, decodeCursor, encodeCursor, hasAnyControlChars, idParam, limitParam, parseBody } from '../gateway/validation';
 import { sniffFormat } from './parsing';
 import { decide } from './decide';
 import { documentAggregate } from './document';
@@ -102,6 +102,7 @@ async function readUpload(req: Request, maxBytes: number): Promise<Upload> {
   const type = req.headers['content-type'] ?? '';
   if (type.startsWith('multipart/form-data')) return readMultipart(req, maxBytes);
   if (req.is('application/json')) {
+    if (containsNul(req.body)) throw new ValidationError('NUL characters are not allowed in requests');
     const body = parseBody(jsonUpload, req.body);
     const bytes = Buffer.from(body.text, 'utf8');
     return { filename: body.filename, externalId: body.external_id ?? null, bytes, contentType: body.content_type ?? 'text/plain' };
@@ -142,7 +143,8 @@ const DOC_SELECT = `SELECT d.*, di.version AS index_version, di.ready_version, d
 export function documentsApi(deps: AppDeps): Router {
   const r = Router();
 
-  r.post('/v1/documents', requireRole('member'), async (req, res) => {
+  // Large JSON bodies are parsed only after authentication and the role check.
+  r.post('/v1/documents', requireRole('member'), express.json({ limit: '16mb', strict: true }), async (req, res) => {
     const p = principalOf(req);
     const upload = await readUpload(req, deps.config.maxUploadBytes);
     const filename = checkFilename(upload.filename);
@@ -165,7 +167,7 @@ export function documentsApi(deps: AppDeps): Router {
     }
 
     // The same key (external id, else filename) always names the same document: re-uploading replaces.
-    const documentId = uuidv5(`key:${upload.externalId ?? filename}`, p.tenantId);
+    const documentId = uuidv5(upload.externalId !== null ? `external:${upload.externalId}` : `file:${filename}`, p.tenantId);
     const sha256 = await deps.content.put(p.tenantId, upload.bytes);
     const result = await handle(deps.store, streamId('document', p.tenantId, documentId), documentAggregate, commandContext(req, deps), (s) =>
       decide(

@@ -126,11 +126,10 @@ export function createApp(deps: AppDeps) {
   app.use('/docs', swaggerUi.serve, swaggerUi.setup(undefined, { swaggerOptions: { url: '/openapi.json' }, customSiteTitle: 'tenant-rag API' }));
 
   const json = express.json({ limit: '64kb', strict: true });
-  const uploadJson = express.json({ limit: '16mb', strict: true });
 
   // Public + operator routes (their own credentials), then every tenant route behind auth.
-  app.use('/v1/documents', (req, res, next) => (req.method === 'POST' ? uploadJson(req, res, next) : next()));
-  app.use(json);
+  // Uploads parse their (up to 16 MB) JSON body in their route, after authentication.
+  app.use((req, res, next) => (req.method === 'POST' && req.path === '/v1/documents' ? next() : json(req, res, next)));
   app.use((req, _res, next) => {
     if (containsNul(req.body) || containsNul(req.query)) return next(new ValidationError('NUL characters are not allowed in requests'));
     next();

@@ -1,6 +1,7 @@
 import type { Request } from 'express';
 import type { Pool } from 'pg';
 import type { ContentStore } from '../../infra/postgres/contentStore';
+import type { Indexer } from '../../projections/index/indexer';
 import type { Projections } from '../../projections/manager';
 import type { RunningProjection } from '../../projections/runner';
 import type { CommandContext } from '../core/commandHandler';
@@ -41,6 +42,8 @@ export interface AppDeps {
   activity: ActivityRecorder;
   projections: Record<string, RunningProjection>;
   manager: Projections;
+  /** The indexing workers, when this process runs them. */
+  indexer: Indexer | null;
   now: () => Date;
   readiness: () => Promise<Record<string, { ok: boolean; adapter: string; detail?: string }>>;
   onTenantChanged: (tenantId: string) => void;

@@ -27,10 +27,11 @@ export function hasControlChars(s: string): boolean {
   return /[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]/.test(s);
 }
 
-/** Names (filenames, ids) allow no control character at all: C0, DEL or C1. */
+/** Names (filenames, ids) allow no control character at all: C0, DEL, C1, line separators, or
+ *  bidirectional overrides (which make `a\u202egpj.md` display as `adm.jpg`). */
 export function hasAnyControlChars(s: string): boolean {
   // eslint-disable-next-line no-control-regex
-  return /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/.test(s);
+  return /[\u0000-\u001f\u007f-\u009f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]/.test(s);
 }
 
 /** Finds a NUL character anywhere in a parsed JSON body (PostgreSQL text cannot hold it). */

@@ -14,6 +14,43 @@ export interface SearchRequest {
 export const RRF_K = 60;
 /** How deep each ranking is read before fusing. */
 export const FUSION_DEPTH = 100;
+/** Weight of the semantic (vector) ranking in convex fusion; the keyword ranking gets 1 - this. */
+export const DENSE_WEIGHT = 0.5;
+
+const candKey = (c: Candidate) => `${c.documentId}/${c.version}/${c.chunkIndex}`;
+const byScore = (a: { cand: Candidate; score: number }, b: { cand: Candidate; score: number }) =>
+  b.score - a.score || a.cand.documentId.localeCompare(b.cand.documentId) || a.cand.chunkIndex - b.cand.chunkIndex;
+
+/**
+ * Convex combination of min-max-normalised scores (Bruch et al. 2023, "An analysis of fusion
+ * functions for hybrid retrieval"). Each ranking, as read (FUSION_DEPTH deep), has its scores
+ * mapped to [0, 1]: (s - min) / (max - min) over that ranking (1 for every item when all are
+ * equal); an item absent from a ranking gets 0 there. The fused score is
+ *     denseWeight * semantic' + (1 - denseWeight) * keyword'
+ * so it lies in [0, 1], 1.0 meaning "first in both rankings"; comparable within a response only.
+ */
+export function fuseConvex(keyword: Candidate[], semantic: Candidate[], denseWeight = DENSE_WEIGHT): Candidate[] {
+  const scores = new Map<string, { cand: Candidate; score: number }>();
+  const add = (list: Candidate[], weight: number) => {
+    if (list.length === 0) return;
+    let min = Infinity;
+    let max = -Infinity;
+    for (const c of list) {
+      if (c.score < min) min = c.score;
+      if (c.score > max) max = c.score;
+    }
+    const range = max - min;
+    for (const cand of list) {
+      const key = candKey(cand);
+      const entry = scores.get(key) ?? { cand, score: 0 };
+      entry.score += weight * (range > 0 ? (cand.score - min) / range : 1);
+      scores.set(key, entry);
+    }
+  };
+  add(keyword, 1 - denseWeight);
+  add(semantic, denseWeight);
+  return [...scores.values()].sort(byScore).map(({ cand, score }) => ({ ...cand, score }));
+}
 
 /**
  * Reciprocal-rank fusion of ranked lists. The score of an item is sum 1/(k + rank), divided by
@@ -24,7 +61,7 @@ export function fuseRrf(lists: Candidate[][], k = RRF_K): Candidate[] {
   const scores = new Map<string, { cand: Candidate; score: number }>();
   for (const list of lists) {
     list.forEach((cand, rank) => {
-      const key = `${cand.documentId}/${cand.version}/${cand.chunkIndex}`;
+      const key = candKey(cand);
       const entry = scores.get(key) ?? { cand, score: 0 };
       entry.score += 1 / (k + rank + 1);
       scores.set(key, entry);
@@ -32,7 +69,7 @@ export function fuseRrf(lists: Candidate[][], k = RRF_K): Candidate[] {
   }
   const max = lists.length / (k + 1);
   return [...scores.values()]
-    .sort((a, b) => b.score - a.score || a.cand.documentId.localeCompare(b.cand.documentId) || a.cand.chunkIndex - b.cand.chunkIndex)
+    .sort(byScore)
     .map(({ cand, score }) => ({ ...cand, score: score / max }));
 }
 

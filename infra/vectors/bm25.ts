@@ -1,0 +1,400 @@
+/**
+ * Okapi BM25 over one tenant's chunks, in memory (the embedded profile's `keyword` mode).
+ *
+ * Text analysis is PostgreSQL's: a chunk's terms are the lexemes of its stored
+ * `to_tsvector('english', text)` (Snowball stemming, the English stop list) with term frequency =
+ * the lexeme's number of positions, and a query's terms come from the same function, so stemming
+ * and stop words match exactly on both sides. Chunk length = the sum of its term frequencies.
+ *
+ *   score(q, c) = sum over query terms t:  qtf(t) * idf(t) * tf(t,c) * (k1 + 1) / (tf(t,c) + k1 * (1 - b + b * len(c) / avglen))
+ *   idf(t)      = ln(1 + (N - df(t) + 0.5) / (df(t) + 0.5))      (never negative, as Lucene's)
+ *
+ * N, df and avglen are over the tenant's searchable chunks. One instance per tenant: terms, postings
+ * and statistics are never shared between tenants.
+ *
+ * Layout (memory ~5 bytes per posting plus ~20 bytes per chunk): a main segment in compressed
+ * sparse rows (per term id: ascending slots in an Int32Array, term frequencies in a Uint8Array,
+ * clamped at 255), a small append segment for chunks added since the last merge (merged when it
+ * outgrows max(32k postings, main / 8), so merging is amortised linear), and a tombstone per
+ * removed chunk (dropped, and slots renumbered, by the next merge once removed chunks exceed a
+ * quarter of the slots). A document's chunks occupy consecutive slots.
+ */
+
+export interface Bm25Params {
+  k1: number;
+  b: number;
+}
+
+/** k1 1.2 and b 0.75: the customary defaults (Robertson & Zaragoza; Lucene, Anserini). */
+export const BM25_DEFAULTS: Bm25Params = { k1: 1.2, b: 0.75 };
+
+/** Lexeme -> term frequency, for one chunk or one query. */
+export type TermCounts = Map<string, number>;
+
+export interface Bm25Chunk {
+  chunkIndex: number;
+  terms: TermCounts;
+}
+
+export interface Bm25Hit {
+  documentId: string;
+  version: number;
+  chunkIndex: number;
+  score: number;
+}
+
+interface DocEntry {
+  ord: number;
+  version: number;
+  start: number;
+  count: number;
+}
+
+const MAX_TF = 255;
+const MIN_DELTA_MERGE = 32_768;
+
+function grow<T extends Int32Array | Uint8Array | Float64Array>(a: T, need: number): T {
+  if (need <= a.length) return a;
+  let cap = Math.max(16, a.length);
+  while (cap < need) cap *= 2;
+  const b = new (a.constructor as { new (n: number): T })(cap);
+  b.set(a);
+  return b;
+}
+
+export class Bm25Index {
+  private readonly params: Bm25Params;
+  // Terms
+  private termIds = new Map<string, number>();
+  // Main segment (CSR over term ids < mainTerms)
+  private mainTerms = 0;
+  private offsets = new Int32Array(1);
+  private postSlots = new Int32Array(0);
+  private postTfs = new Uint8Array(0);
+  // Append segment: term id -> [slot, tf, slot, tf, ...] (slots ascending)
+  private delta = new Map<number, number[]>();
+  private deltaPostings = 0;
+  // Slots (chunks)
+  private slots = 0;
+  private slotDoc = new Int32Array(0);
+  private slotChunk = new Int32Array(0);
+  private slotLen = new Int32Array(0);
+  private alive = new Uint8Array(0);
+  private deadSlots = 0;
+  // Documents
+  private docs = new Map<string, DocEntry>();
+  private docIds: (string | null)[] = [];
+  // Statistics over live slots
+  private liveSlots = 0;
+  private totalLen = 0;
+  // Scratch for scoring (single-threaded: no await between use and reset)
+  private acc = new Float64Array(0);
+
+  constructor(params: Partial<Bm25Params> = {}) {
+    this.params = { ...BM25_DEFAULTS, ...params };
+  }
+
+  /** Searchable chunks. */
+  get size(): number {
+    return this.liveSlots;
+  }
+
+  get documents(): number {
+    return this.docs.size;
+  }
+
+  /** Approximate bytes held by typed arrays (postings, slots, statistics). */
+  get bytes(): number {
+    return (
+      this.offsets.byteLength + this.postSlots.byteLength + this.postTfs.byteLength + this.deltaPostings * 16 +
+      this.slotDoc.byteLength + this.slotChunk.byteLength + this.slotLen.byteLength + this.alive.byteLength + this.acc.byteLength
+    );
+  }
+
+  has(documentId: string): boolean {
+    return this.docs.has(documentId);
+  }
+
+  /** Makes `chunks` the searchable content of the document (replacing what it had). */
+  setDocument(documentId: string, version: number, chunks: Bm25Chunk[]): void {
+    this.removeDocument(documentId);
+    if (chunks.length === 0) return;
+    const ord = this.docIds.length;
+    this.docIds.push(documentId);
+    const start = this.slots;
+    const need = start + chunks.length;
+    this.slotDoc = grow(this.slotDoc, need);
+    this.slotChunk = grow(this.slotChunk, need);
+    this.slotLen = grow(this.slotLen, need);
+    this.alive = grow(this.alive, need);
+    for (const ch of chunks) {
+      const slot = this.slots++;
+      let len = 0;
+      for (const [term, tf] of ch.terms) {
+        if (!(tf > 0)) continue;
+        let id = this.termIds.get(term);
+        if (id === undefined) {
+          id = this.termIds.size;
+          this.termIds.set(term, id);
+        }
+        let list = this.delta.get(id);
+        if (!list) this.delta.set(id, (list = []));
+        list.push(slot, Math.min(tf, MAX_TF));
+        this.deltaPostings++;
+        len += tf;
+      }
+      this.slotDoc[slot] = ord;
+      this.slotChunk[slot] = ch.chunkIndex;
+      this.slotLen[slot] = len;
+      this.alive[slot] = 1;
+      this.liveSlots++;
+      this.totalLen += len;
+    }
+    this.docs.set(documentId, { ord, version, start, count: chunks.length });
+    if (this.deltaPostings > Math.max(MIN_DELTA_MERGE, this.postSlots.length / 8)) this.merge();
+  }
+
+  removeDocument(documentId: string): void {
+    const doc = this.docs.get(documentId);
+    if (!doc) return;
+    this.docs.delete(documentId);
+    this.docIds[doc.ord] = null;
+    for (let s = doc.start; s < doc.start + doc.count; s++) {
+      if (!this.alive[s]) continue;
+      this.alive[s] = 0;
+      this.deadSlots++;
+      this.liveSlots--;
+      this.totalLen -= this.slotLen[s]!;
+    }
+    if (this.deadSlots > Math.max(1024, this.slots / 4)) this.merge();
+  }
+
+  /** Top `k` chunks for the query (term -> query term frequency), best first; ties by document id, chunk. */
+  search(query: TermCounts, k: number, filterDocumentId?: string): Bm25Hit[] {
+    if (k <= 0 || this.liveSlots === 0) return [];
+    let lo = 0;
+    let hi = this.slots;
+    if (filterDocumentId !== undefined) {
+      const doc = this.docs.get(filterDocumentId);
+      if (!doc) return [];
+      lo = doc.start;
+      hi = doc.start + doc.count;
+    }
+    const { k1, b } = this.params;
+    const n = this.liveSlots;
+    const avgLen = this.totalLen / n || 1;
+    this.acc = grow(this.acc, this.slots);
+    const acc = this.acc;
+    const touched: number[] = [];
+    const addPosting = (slot: number, tf: number, w: number) => {
+      if (slot < lo || slot >= hi || !this.alive[slot]) return;
+      const norm = k1 * (1 - b + (b * this.slotLen[slot]!) / avgLen);
+      if (acc[slot] === 0) touched.push(slot);
+      acc[slot]! += (w * tf) / (tf + norm);
+    };
+    for (const [term, qtf] of query) {
+      const id = this.termIds.get(term);
+      if (id === undefined || !(qtf > 0)) continue;
+      const df = this.documentFrequency(id);
+      if (df <= 0) continue;
+      const w = qtf * Math.log(1 + (n - df + 0.5) / (df + 0.5)) * (k1 + 1);
+      if (id < this.mainTerms) {
+        const end = this.offsets[id + 1]!;
+        for (let p = this.offsets[id]!; p < end; p++) addPosting(this.postSlots[p]!, this.postTfs[p]!, w);
+      }
+      const list = this.delta.get(id);
+      if (list) for (let p = 0; p < list.length; p += 2) addPosting(list[p]!, list[p + 1]!, w);
+    }
+    // Bounded selection: a min-heap of the best k slots.
+    const heap: number[] = [];
+    const better = (x: number, y: number) => acc[x]! > acc[y]! || (acc[x] === acc[y] && this.tieBefore(x, y));
+    for (const slot of touched) {
+      if (heap.length < k) {
+        heap.push(slot);
+        let i = heap.length - 1;
+        while (i > 0) {
+          const parent = (i - 1) >> 1;
+          if (!better(heap[parent]!, heap[i]!)) break;
+          [heap[parent], heap[i]] = [heap[i]!, heap[parent]!];
+          i = parent;
+        }
+      } else if (better(slot, heap[0]!)) {
+        heap[0] = slot;
+        let i = 0;
+        for (;;) {
+          const l = 2 * i + 1;
+          const r = l + 1;
+          let m = i;
+          if (l < heap.length && better(heap[m]!, heap[l]!)) m = l;
+          if (r < heap.length && better(heap[m]!, heap[r]!)) m = r;
+          if (m === i) break;
+          [heap[m], heap[i]] = [heap[i]!, heap[m]!];
+          i = m;
+        }
+      }
+    }
+    heap.sort((x, y) => (better(x, y) ? -1 : better(y, x) ? 1 : 0));
+    const out = heap.map((slot) => {
+      const documentId = this.docIds[this.slotDoc[slot]!]!;
+      return { documentId, version: this.docs.get(documentId)!.version, chunkIndex: this.slotChunk[slot]!, score: acc[slot]! };
+    });
+    for (const slot of touched) acc[slot] = 0;
+    return out;
+  }
+
+  private tieBefore(x: number, y: number): boolean {
+    const dx = this.docIds[this.slotDoc[x]!]!;
+    const dy = this.docIds[this.slotDoc[y]!]!;
+    return dx < dy || (dx === dy && this.slotChunk[x]! < this.slotChunk[y]!);
+  }
+
+  /** Live chunks holding the term: the postings' count, less removed chunks awaiting a merge. */
+  private documentFrequency(id: number): number {
+    const list = this.delta.get(id);
+    const inMain = id < this.mainTerms;
+    if (this.deadSlots === 0) return (inMain ? this.offsets[id + 1]! - this.offsets[id]! : 0) + (list ? list.length / 2 : 0);
+    let df = 0;
+    if (inMain) {
+      const end = this.offsets[id + 1]!;
+      for (let p = this.offsets[id]!; p < end; p++) df += this.alive[this.postSlots[p]!]!;
+    }
+    if (list) for (let p = 0; p < list.length; p += 2) df += this.alive[list[p]!]!;
+    return df;
+  }
+
+  /**
+   * Folds the append segment into the main one and drops removed chunks: slots are renumbered in
+   * order (documents stay contiguous) and terms no live chunk holds are forgotten.
+   */
+  merge(): void {
+    // Slot renumbering.
+    const newSlot = new Int32Array(this.slots);
+    let live = 0;
+    for (let s = 0; s < this.slots; s++) newSlot[s] = this.alive[s] ? live++ : -1;
+    // Term renumbering: keep terms some live chunk holds.
+    const oldTerms = this.termIds.size;
+    const dfs = new Int32Array(oldTerms);
+    for (let t = 0; t < oldTerms; t++) dfs[t] = this.documentFrequency(t);
+    const newTerm = new Int32Array(oldTerms);
+    const termIds = new Map<string, number>();
+    for (const [term, id] of this.termIds) {
+      if (dfs[id]! > 0) {
+        newTerm[id] = termIds.size;
+        termIds.set(term, termIds.size);
+      } else newTerm[id] = -1;
+    }
+    const terms = termIds.size;
+    const offsets = new Int32Array(terms + 1);
+    for (let t = 0; t < oldTerms; t++) if (newTerm[t]! >= 0) offsets[newTerm[t]! + 1] = dfs[t]!;
+    for (let t = 0; t < terms; t++) offsets[t + 1] = offsets[t]! + offsets[t + 1]!;
+    const total = offsets[terms]!;
+    const postSlots = new Int32Array(total);
+    const postTfs = new Uint8Array(total);
+    const fill = new Int32Array(terms);
+    const put = (t: number, slot: number, tf: number) => {
+      const nt = newTerm[t]!;
+      const ns = newSlot[slot]!;
+      if (nt < 0 || ns < 0) return;
+      const at = offsets[nt]! + fill[nt]!++;
+      postSlots[at] = ns;
+      postTfs[at] = tf;
+    };
+    // Main postings precede the append segment's (lower slots), so lists stay ascending.
+    for (let t = 0; t < this.mainTerms; t++) {
+      const end = this.offsets[t + 1]!;
+      for (let p = this.offsets[t]!; p < end; p++) put(t, this.postSlots[p]!, this.postTfs[p]!);
+    }
+    for (const [t, list] of this.delta) for (let p = 0; p < list.length; p += 2) put(t, list[p]!, list[p + 1]!);
+    // Slot arrays.
+    const slotDoc = new Int32Array(live);
+    const slotChunk = new Int32Array(live);
+    const slotLen = new Int32Array(live);
+    const alive = new Uint8Array(live).fill(1);
+    const docIds: string[] = [];
+    const ordMap = new Map<number, number>();
+    for (let s = 0; s < this.slots; s++) {
+      const ns = newSlot[s]!;
+      if (ns < 0) continue;
+      const oldOrd = this.slotDoc[s]!;
+      let ord = ordMap.get(oldOrd);
+      if (ord === undefined) {
+        ord = docIds.length;
+        ordMap.set(oldOrd, ord);
+        docIds.push(this.docIds[oldOrd]!);
+      }
+      slotDoc[ns] = ord;
+      slotChunk[ns] = this.slotChunk[s]!;
+      slotLen[ns] = this.slotLen[s]!;
+    }
+    for (const entry of this.docs.values()) {
+      entry.start = newSlot[entry.start]!;
+      entry.ord = ordMap.get(entry.ord)!;
+    }
+    this.termIds = termIds;
+    this.mainTerms = terms;
+    this.offsets = offsets;
+    this.postSlots = postSlots;
+    this.postTfs = postTfs;
+    this.delta = new Map();
+    this.deltaPostings = 0;
+    this.slots = live;
+    this.slotDoc = slotDoc;
+    this.slotChunk = slotChunk;
+    this.slotLen = slotLen;
+    this.alive = alive;
+    this.deadSlots = 0;
+    this.docIds = docIds;
+    this.acc = new Float64Array(0);
+  }
+}
+
+/**
+ * Parses PostgreSQL's text output of a tsvector (`'lexeme':1,5B 'other':2`) into term counts
+ * (number of positions; 1 for a lexeme stored without positions). Lexemes are quoted with `'`,
+ * and `'` and `\` inside them are doubled.
+ */
+export function parseTsvector(s: string): TermCounts {
+  const out: TermCounts = new Map();
+  let i = 0;
+  const n = s.length;
+  while (i < n) {
+    while (i < n && s[i] === ' ') i++;
+    if (i >= n) break;
+    if (s[i] !== "'") throw new Error(`not a tsvector at ${i}: ${s.slice(i, i + 20)}`);
+    i++;
+    let lex = '';
+    for (;;) {
+      if (i >= n) throw new Error('unterminated lexeme in tsvector');
+      const c = s[i]!;
+      if (c === "'" || c === '\\') {
+        if (s[i + 1] === c) {
+          lex += c;
+          i += 2;
+          continue;
+        }
+        if (c === "'") {
+          i++;
+          break;
+        }
+        // A lone backslash escapes the next character.
+        lex += s[i + 1] ?? '';
+        i += 2;
+        continue;
+      }
+      lex += c;
+      i++;
+    }
+    let count = 1;
+    if (s[i] === ':') {
+      i++;
+      count = 0;
+      while (i < n && s[i] !== ' ') {
+        if (s[i] === ',') count++;
+        i++;
+      }
+      count++;
+    }
+    out.set(lex, (out.get(lex) ?? 0) + count);
+  }
+  return out;
+}
