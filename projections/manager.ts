@@ -147,8 +147,8 @@ export async function startProjections(opts: {
           const old = running.get(name)!;
           running.set(name, replacement);
           versions.set(name, next);
-          await old.stop();
           progress.state = 'switched';
+          await old.stop();
           log('info', 'projection rebuilt and switched', { name, version: next, events: progress.done });
         } catch (err) {
           progress.state = 'failed';
