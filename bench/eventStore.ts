@@ -125,7 +125,7 @@ async function plainInsert(pool: pg.Pool): Promise<Appender> {
 export async function eventStoreBench(b: Bench): Promise<Figure[]> {
   const quick = b.opts.quick;
   const RUNS = quick ? 3 : 5;
-  const DURATION = quick ? 750 : 4000;
+  const DURATION = quick ? 600 : 4000;
   const WRITERS_1 = 16;
   const WRITERS_100 = 4;
   const LATENCY_APPENDS = quick ? 150 : 2000;

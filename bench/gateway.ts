@@ -60,7 +60,7 @@ export async function closedLoop(baseUrl: string, token: string, path: string, c
 export async function gatewayBench(b: Bench, baseUrl: string, tenant: BenchTenant, documents: number): Promise<Figure> {
   const quick = b.opts.quick;
   const RUNS = quick ? 3 : 5;
-  const DURATION = quick ? 2000 : 8000;
+  const DURATION = quick ? 1500 : 8000;
   const CONNECTIONS = 32;
   b.log(`gateway: GET /v1/documents, ${CONNECTIONS} connections, ${RUNS} x ${DURATION / 1000} s`);
   await closedLoop(baseUrl, tenant.token, '/v1/documents', CONNECTIONS, 500, 100_000); // warm-up

@@ -124,8 +124,8 @@ export interface ProductProcess {
   pid: number;
   embedderId: string;
   ready: Record<string, unknown>;
-  /** process.memoryUsage() of the product process (bytes). */
-  memory(): Promise<NodeJS.MemoryUsage & { hwm: number }>;
+  /** process.memoryUsage() of the product process (bytes), after a full GC when gc is set; hwm = peak RSS. */
+  memory(gc?: boolean): Promise<NodeJS.MemoryUsage & { hwm: number }>;
   stop(): Promise<void>;
 }
 
@@ -134,7 +134,7 @@ export async function startProductProcess(b: Bench, databaseUrl: string, env: Re
   const emptyModelDir = join(b.tmp, 'no-model');
   mkdirSync(dataDir, { recursive: true });
   mkdirSync(emptyModelDir, { recursive: true });
-  const args = ['--import', 'tsx'];
+  const args = ['--import', 'tsx', '--expose-gc'];
   if (b.opts.cpuProfDir) args.push('--cpu-prof', `--cpu-prof-dir=${join(b.opts.cpuProfDir, 'product')}`);
   args.push(join(__dirname, 'productServer.ts'));
   const child: ChildProcess = spawn(process.execPath, args, {
@@ -200,8 +200,8 @@ export async function startProductProcess(b: Bench, databaseUrl: string, env: Re
     pid: child.pid!,
     embedderId: ready.embedderId,
     ready: ready.ready,
-    async memory() {
-      const m = await ask<{ mem: NodeJS.MemoryUsage }>('mem');
+    async memory(gc = false) {
+      const m = await ask<{ mem: NodeJS.MemoryUsage }>(gc ? 'mem-gc' : 'mem');
       let hwm = NaN;
       try {
         const kb = /VmHWM:\s+(\d+)/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'))?.[1];

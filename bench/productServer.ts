@@ -27,7 +27,12 @@ async function main(): Promise<void> {
     process.exit(code);
   };
   process.on('message', (m: { cmd: string; id: number }) => {
-    if (m.cmd === 'mem') process.send!({ type: 'mem', id: m.id, mem: process.memoryUsage() });
+    if (m.cmd === 'mem' || m.cmd === 'mem-gc') {
+      // `mem-gc` collects first (the child runs with --expose-gc), so retained memory is comparable.
+      const gc = (globalThis as { gc?: () => void }).gc;
+      if (m.cmd === 'mem-gc' && gc) gc();
+      process.send!({ type: 'mem', id: m.id, mem: process.memoryUsage() });
+    }
     else if (m.cmd === 'stop') void stop(0);
   });
   process.on('disconnect', () => void stop(0));

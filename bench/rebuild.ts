@@ -123,7 +123,7 @@ async function rebuildOnce(b: Bench, store: EventStore, run: number, plan: Plan,
 export async function rebuildBench(b: Bench): Promise<Figure[]> {
   const quick = b.opts.quick;
   const RUNS = 3;
-  const EVENTS = quick ? 1_500 : 100_000;
+  const EVENTS = quick ? 1_000 : 100_000;
   const TENANTS = quick ? 10 : 100;
   const base = { id: 'rebuild', group: 'projections', label: 'projection rebuild from the store (platform + catalog)', target: '>= 20,000 events/s' };
   const srcUrl = await b.createDatabase('bench_rebuild_src');

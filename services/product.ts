@@ -92,7 +92,6 @@ export async function startProduct(env: Env, opts: { logger?: pino.Logger; roles
       log: (level, msg) => log(level, msg),
     });
     stops.push(() => embedder.close());
-    if (degraded) log('warn', degraded);
     log('info', 'embedder ready', { embedder: embedder.id, semantic: embedder.semantic });
     const answerer = env.openai
       ? createOpenAIAnswerer({ baseURL: env.openai.baseURL, apiKey: env.openai.apiKey, model: env.openai.chatModel, timeoutMs: 60_000, maxRetries: 2 })

@@ -5,7 +5,7 @@ import type { IdempotencyStore, Reservation, StoredResponse } from '../../servic
  * Idempotency-Key records in Redis, shared by every gateway process. Keys arrive already scoped
  * by the caller (`redisKey(tenant, 'idem', ...)`). One string per key holding JSON:
  * `{state: 'in_progress', requestHash}` while the first request runs, then
- * `{state: 'done', requestHash, status, body, location}` for the retention period.
+ * `{state: 'done', requestHash, status, body, location, contentType}` for the retention period.
  *
  * `begin` is `SET NX EX`: of any number of concurrent requests with one key, on any number of
  * processes, exactly one gets `new`.
@@ -41,14 +41,14 @@ export function createRedisIdempotencyStore(redis: Redis): IdempotencyStore {
         if (raw === null) continue;
         const cur = parse(key, raw);
         if (cur.state === 'in_progress') return { state: 'in_progress' };
-        return { state: 'done', requestHash: cur.requestHash, status: cur.status, body: cur.body ?? null, location: cur.location ?? null };
+        return { state: 'done', requestHash: cur.requestHash, status: cur.status, body: cur.body ?? null, location: cur.location ?? null, contentType: cur.contentType ?? null };
       }
       // The key keeps appearing and disappearing: treat it as busy rather than run twice.
       return { state: 'in_progress' };
     },
 
     async complete(key, response, ttlSeconds) {
-      const value: Stored = { state: 'done', requestHash: response.requestHash, status: response.status, body: response.body, location: response.location };
+      const value: Stored = { ...response, state: 'done' };
       await redis.set(key, JSON.stringify(value), 'EX', Math.max(1, Math.ceil(ttlSeconds)));
     },
 
