@@ -25,6 +25,7 @@ import type { EventStore } from './core/eventStore';
 import { appendObservers } from './core/commandHandler';
 import { createApp, eventsAppended } from './gateway/app';
 import { createActivityRecorder } from './queries/activity';
+import { dropSnapshots } from './snapshots/snapshots';
 import type { AppDeps } from './gateway/context';
 import { createMemoryIdempotencyStore, type IdempotencyStore } from './gateway/idempotency';
 import { createMemoryRateLimiter, type RateLimiter } from './gateway/rateLimit';
@@ -144,6 +145,7 @@ export async function startProduct(env: Env, opts: { logger?: pino.Logger; roles
         ['vectors', () => index.dropTenant(tenantId)],
         ['content', () => content.deleteTenant(tenantId)],
         ['rate limits and idempotency keys', () => limiter.forgetPrefix(`${redisKey(tenantId)}:`)],
+        ['snapshots', () => dropSnapshots({ pool, content, index }, tenantId)],
         ['streams', async () => Promise.all((await store.streamsOfTenant(tenantId)).map((s) => store.deleteStream(s)))],
       ];
       for (const [what, step] of steps) {

@@ -84,6 +84,18 @@ CREATE TABLE IF NOT EXISTS platform.index_jobs (
   locked_until timestamptz,
   PRIMARY KEY (tenant_id, document_id)
 );
+-- Indexing outcomes are recorded as events for real tenants only, not for snapshots.
+ALTER TABLE platform.index_jobs ADD COLUMN IF NOT EXISTS record_outcome boolean NOT NULL DEFAULT true;
+-- Read-only point-in-time copies of a tenant's knowledge base (replay --until --into).
+CREATE TABLE IF NOT EXISTS platform.snapshots (
+  tenant_id uuid NOT NULL,
+  name text NOT NULL,
+  snapshot_id uuid NOT NULL UNIQUE,
+  until text NOT NULL,
+  documents integer NOT NULL,
+  created_at timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (tenant_id, name)
+);
 CREATE TABLE IF NOT EXISTS platform.projection_versions (
   name text PRIMARY KEY,
   active_version integer NOT NULL,

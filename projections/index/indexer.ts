@@ -27,6 +27,7 @@ export interface IndexerOptions {
 }
 
 interface Job {
+  record_outcome: boolean;
   tenant_id: string;
   document_id: string;
   version: number;
@@ -57,6 +58,7 @@ export function startIndexer(deps: { pool: Pool; store: EventStore; content: Con
 
   /** Indexing outcomes are facts too: audit and analytics consume them. */
   async function recordOutcome(job: Job, event: { type: 'DocumentIndexed' | 'DocumentIndexingFailed'; data: Record<string, unknown> }): Promise<void> {
+    if (!job.record_outcome) return;
     await record(store, streamId('document', job.tenant_id, job.document_id), {
       tenantId: job.tenant_id,
       actor: 'system:indexer',
@@ -89,7 +91,7 @@ export function startIndexer(deps: { pool: Pool; store: EventStore; content: Con
          ORDER BY (SELECT count(*) FROM platform.index_jobs r WHERE r.tenant_id = q.tenant_id AND r.state = 'running' AND r.locked_until >= now()),
                   q.enqueued_at
          LIMIT 1 FOR UPDATE SKIP LOCKED)
-       RETURNING j.tenant_id, j.document_id, j.version, j.sha256, j.filename, j.content_type, j.attempts`,
+       RETURNING j.tenant_id, j.document_id, j.version, j.sha256, j.filename, j.content_type, j.attempts, j.record_outcome`,
       [String(opts.leaseMs)],
     );
     return r.rows[0] ?? null;

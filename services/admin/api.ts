@@ -3,7 +3,8 @@ import { z } from 'zod';
 import { withTenant } from '../../infra/postgres/schema';
 import { auditTable } from '../../projections/audit/auditProjection';
 import { NotFoundError, ValidationError } from '../core/errors';
-import { idParam, limitParam } from '../gateway/validation';
+import { idParam, limitParam, parseBody } from '../gateway/validation';
+import { createSnapshot, snapshotStatus } from '../snapshots/snapshots';
 import { requireOperator, requireRole } from '../gateway/auth';
 import { type AppDeps, principalOf } from '../gateway/context';
 
@@ -46,9 +47,12 @@ const usageView = (r: Record<string, unknown>) => ({
   chunks_stored: r.chunks_stored,
 });
 
-/** Usage for the tenant (admins) from the analytics projection. */
+/** Usage for the tenant (admins) from the analytics projection, and the tenant's snapshots. */
 export function usageApi(deps: AppDeps): Router {
   const r = Router();
+  r.get('/v1/snapshots', requireRole('admin'), async (req, res) => {
+    res.json({ items: await snapshotStatus(deps.pool, principalOf(req).tenantId) });
+  });
   r.get('/v1/usage', requireRole('admin'), async (req, res) => {
     const p = principalOf(req);
     const { from, to } = range(req.query);
@@ -66,6 +70,27 @@ export function adminApi(deps: AppDeps): Router {
 
   r.get('/v1/admin/projections', operator, async (_req, res) => {
     res.json({ items: await deps.manager.list(), indexer: deps.indexer ? await deps.indexer.status() : null });
+  });
+
+  const snapshotSchema = z.object({ tenant: z.string().min(1).max(63), until: z.string().min(1).max(64), name: z.string().min(1).max(40) }).strict();
+  r.post('/v1/admin/snapshots', operator, async (req, res) => {
+    const body = parseBody(snapshotSchema, req.body);
+    const t = (await deps.pool.query<{ tenant_id: string }>(`SELECT tenant_id FROM platform.tenants WHERE slug = $1 AND status <> 'deleted'`, [body.tenant])).rows[0];
+    if (!t) throw new NotFoundError('Tenant');
+    const made = await createSnapshot(
+      { pool: deps.pool, store: deps.store, content: deps.content, index: deps.index, wakeIndexer: () => deps.indexer?.wake() },
+      t.tenant_id,
+      body.name,
+      body.until,
+    );
+    res.status(202).json({ tenant: body.tenant, name: body.name, until: body.until, documents: made.documents, state: 'building' });
+  });
+
+  r.get('/v1/admin/snapshots', operator, async (req, res) => {
+    const slug = typeof req.query.tenant === 'string' ? req.query.tenant : '';
+    const t = (await deps.pool.query<{ tenant_id: string }>(`SELECT tenant_id FROM platform.tenants WHERE slug = $1 AND status <> 'deleted'`, [slug])).rows[0];
+    if (!t) throw new NotFoundError('Tenant');
+    res.json({ items: await snapshotStatus(deps.pool, t.tenant_id) });
   });
 
   r.get('/v1/admin/projections/history', operator, async (_req, res) => {

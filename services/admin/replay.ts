@@ -1,5 +1,6 @@
 /**
  * npm run replay -- <projection> [--url http://127.0.0.1:3000]
+ * npm run replay -- catalog --tenant <slug> --until <ISO time | position> --into <name>
  *
  * Asks the running product to rebuild a read model from position 0 of the event store into a new
  * version beside the live one (POST /v1/admin/projections/{name}/rebuild) and draws its progress
@@ -23,11 +24,17 @@ async function main(): Promise<number> {
     process.stderr.write('ADMIN_TOKEN must be set to the operator token of the running product\n');
     return 64;
   }
-  if (process.argv.includes('--tenant') || process.argv.includes('--until') || process.argv.includes('--into')) {
-    process.stderr.write('--tenant/--until/--into (per-tenant and point-in-time replays) are not supported yet; rebuilding all tenants is.\n');
-    return 64;
-  }
   const headers = { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' };
+  const tenant = arg('--tenant');
+  if (tenant !== undefined || arg('--until') !== undefined || arg('--into') !== undefined) {
+    const until = arg('--until');
+    const into = arg('--into');
+    if (!tenant || !until || !into) {
+      process.stderr.write('a point-in-time copy needs --tenant <slug> --until <ISO time | position> --into <name>\n');
+      return 64;
+    }
+    return snapshot(base, headers, tenant, until, into);
+  }
   const start = await fetch(`${base}/v1/admin/projections/${encodeURIComponent(name)}/rebuild`, { method: 'POST', headers });
   const body = (await start.json()) as { detail?: string; version?: number };
   if (start.status !== 202) {
@@ -53,6 +60,32 @@ async function main(): Promise<number> {
     if (r.state === 'failed') {
       process.stdout.write(`\n${name}: rebuild failed: ${r.error}\n`);
       return 1;
+    }
+  }
+}
+
+/** Builds a read-only copy of one tenant's knowledge base as it was at `until`, searchable with as_of. */
+async function snapshot(base: string, headers: Record<string, string>, tenant: string, until: string, name: string): Promise<number> {
+  const res = await fetch(`${base}/v1/admin/snapshots`, { method: 'POST', headers, body: JSON.stringify({ tenant, until, name }) });
+  const body = (await res.json()) as { detail?: string; documents?: number };
+  if (res.status !== 202) {
+    process.stderr.write(`snapshot refused (${res.status}): ${body.detail ?? JSON.stringify(body)}\n`);
+    return 1;
+  }
+  const started = Date.now();
+  for (;;) {
+    await new Promise((r) => setTimeout(r, 300));
+    const list = (await (await fetch(`${base}/v1/admin/snapshots?tenant=${encodeURIComponent(tenant)}`, { headers })).json()) as { items: { name: string; documents: number; indexed: number; state: string }[] };
+    const s = list.items.find((i) => i.name === name);
+    if (!s) continue;
+    const secs = (Date.now() - started) / 1000;
+    const rate = secs > 0 ? s.indexed / secs : 0;
+    const frac = s.documents ? s.indexed / s.documents : 1;
+    const line = `snapshot ${name} [${'#'.repeat(Math.round(frac * 30)).padEnd(30, '.')}] ${s.indexed}/${s.documents} documents  ${rate.toFixed(1)} docs/s  ETA ${rate > 0 ? Math.round((s.documents - s.indexed) / rate) : '?'} s`;
+    process.stdout.write(process.stdout.isTTY ? `\r${line}` : `${line}\n`);
+    if (s.state === 'ready') {
+      process.stdout.write(`\nsnapshot ${name} of ${tenant} as of ${until} is ready: search or ask with "as_of": "${name}".\n`);
+      return 0;
     }
   }
 }

@@ -12,7 +12,21 @@ const searchProps = {
   document_id: { type: 'string', format: 'uuid', description: 'restrict to one document' },
   mode: { type: 'string', enum: ['hybrid', 'keyword', 'semantic'], default: 'hybrid' },
   min_position: { type: 'string', description: 'wait (bounded) until the read models reflect this event position (read your writes)' },
+  as_of: { type: 'string', description: 'search a point-in-time snapshot of the tenant\'s documents (see POST /v1/admin/snapshots)' },
 };
+const dateRange = [
+  { name: 'from', in: 'query', schema: { type: 'string', format: 'date' }, description: 'first day (default: 29 days before `to`)' },
+  { name: 'to', in: 'query', schema: { type: 'string', format: 'date' }, description: 'last day (default: today, UTC)' },
+];
+const auditFilters = [
+  { name: 'actor', in: 'query', schema: { type: 'string' }, description: '`user:<id>`, `token:<id>`, `operator`, `anonymous`, `system:indexer`' },
+  { name: 'type', in: 'query', schema: { type: 'string' }, description: 'event type, e.g. DocumentUploaded' },
+  { name: 'subject', in: 'query', schema: { type: 'string' }, description: 'subject id (document, user, token)' },
+  { name: 'since', in: 'query', schema: { type: 'string', format: 'date-time' } },
+  { name: 'until', in: 'query', schema: { type: 'string', format: 'date-time' } },
+  { name: 'limit', in: 'query', schema: { type: 'integer', minimum: 1, maximum: 500, default: 50 } },
+  { name: 'cursor', in: 'query', schema: { type: 'string' }, description: 'next_cursor of the previous page' },
+];
 
 export function openApiDocument() {
   return {
@@ -189,6 +203,55 @@ export function openApiDocument() {
           responses: { '200': ok('results', { type: 'object', properties: { results: { type: 'array', items: { $ref: '#/components/schemas/Passage' } } } }), ...errors(400, 401, 429) },
         },
       },
+      '/v1/audit': {
+        get: { summary: 'The tenant\'s audit log, newest first (admin)', security: bearer, parameters: auditFilters, responses: { '200': ok('page of entries'), ...errors(400, 401, 403) } },
+      },
+      '/v1/audit/export': {
+        get: {
+          summary: 'The audit log as NDJSON (admin)',
+          security: bearer,
+          parameters: auditFilters.filter((p) => p.name !== 'limit'),
+          responses: { '200': { description: 'one entry per line', content: { 'application/x-ndjson': { schema: { type: 'string' } } } }, ...errors(400, 401, 403) },
+        },
+      },
+      '/v1/audit/verify': {
+        get: { summary: 'Check the audit hash chain (admin)', security: bearer, responses: { '200': ok('{intact, entries, broken_at, reason}'), ...errors(401, 403) } },
+      },
+      '/v1/usage': { get: { summary: 'Usage per day for the tenant (admin)', security: bearer, parameters: dateRange, responses: { '200': ok('days'), ...errors(400, 401, 403) } } },
+      '/v1/snapshots': { get: { summary: 'The tenant\'s point-in-time snapshots and their build state (admin)', security: bearer, responses: { '200': ok('snapshots'), ...errors(401, 403) } } },
+      '/v1/admin/usage': { get: { summary: 'Usage per tenant and day (operator)', security: operator, parameters: dateRange, responses: { '200': ok('days'), ...errors(400, 401) } } },
+      '/v1/admin/projections': {
+        get: { summary: 'Projections: version, position, lag, state, rebuild progress; indexer backlog (operator)', security: operator, responses: { '200': ok('projections'), ...errors(401) } },
+      },
+      '/v1/admin/projections/history': { get: { summary: 'Projection lag, one sample a minute, last hour (operator)', security: operator, responses: { '200': ok('samples'), ...errors(401) } } },
+      '/v1/admin/projections/{name}/rebuild': {
+        post: {
+          summary: 'Rebuild a read model (audit, analytics) from position 0 beside the live one, then switch reads (operator)',
+          security: operator,
+          parameters: [{ name: 'name', in: 'path', required: true, schema: { type: 'string', enum: ['audit', 'analytics'] } }],
+          responses: { '202': ok('rebuild started'), ...errors(401, 404, 409) },
+        },
+      },
+      '/v1/admin/tenants/{id}/audit': { get: { summary: 'Recent audit events of a tenant (operator)', security: operator, parameters: [idParam('id')], responses: { '200': ok('entries'), ...errors(401, 404) } } },
+      '/v1/admin/snapshots': {
+        post: {
+          summary: 'Build a read-only copy of a tenant\'s documents as they were at `until` (operator)',
+          security: operator,
+          requestBody: jsonBody({
+            type: 'object',
+            required: ['tenant', 'until', 'name'],
+            properties: { tenant: { type: 'string', description: 'slug' }, until: { type: 'string', description: 'ISO-8601 instant or event position' }, name: { type: 'string', pattern: '^[a-z0-9_-]{1,40}$' } },
+          }),
+          responses: { '202': ok('building'), ...errors(400, 401, 404, 409) },
+        },
+        get: {
+          summary: 'A tenant\'s snapshots and their build state (operator)',
+          security: operator,
+          parameters: [{ name: 'tenant', in: 'query', required: true, schema: { type: 'string' } }],
+          responses: { '200': ok('snapshots'), ...errors(401, 404) },
+        },
+      },
+      '/admin': { get: { summary: 'Operator page (HTML; asks for the operator token)', responses: { '200': { description: 'text/html' } } } },
       '/v1/ask': {
         post: {
           summary: 'Answer a question from the tenant\'s documents, with citations [n]; Accept: text/event-stream streams `sources`, `token`, `done` events',

@@ -6,6 +6,7 @@ import { parseBody } from '../gateway/validation';
 import type { Answer, Passage } from '../core/ports';
 import type { Hit } from '../search/knowledgeIndex';
 import { search } from '../search/search';
+import { resolveSnapshot } from '../snapshots/snapshots';
 import { textHash } from './activity';
 
 const chunkRef = (h: Hit) => `${h.documentId}:${h.version}:${h.chunkIndex}`;
@@ -21,6 +22,8 @@ const base = {
     .optional(),
   mode: z.enum(['hybrid', 'keyword', 'semantic']).default('hybrid'),
   /** Read-your-writes: wait (bounded) until the read models have seen this position. */
+  /** Search a point-in-time snapshot of the tenant's documents (built by replay --into). */
+  as_of: z.string().regex(/^[a-z0-9_-]{1,40}$/, 'as_of must name a snapshot').optional(),
   min_position: z.string().regex(/^\d{1,24}-\d{1,24}$/, 'min_position must be a position returned by a command').optional(),
 };
 const searchSchema = z.object({ query: z.string().trim().min(1).max(2000), ...base }).strict();
@@ -57,7 +60,8 @@ export function queriesApi(deps: AppDeps): Router {
     const p = principalOf(req);
     const body = parseBody(searchSchema, req.body);
     if (body.min_position) await waitForProjections(deps, body.min_position, ['catalog'], p.tenantId);
-    const hits = await search(deps, p.tenantId, { query: body.query, topK: body.top_k, mode: body.mode, documentId: body.document_id });
+    const scope = body.as_of ? await resolveSnapshot(deps.pool, p.tenantId, body.as_of) : p.tenantId;
+    const hits = await search(deps, scope, { query: body.query, topK: body.top_k, mode: body.mode, documentId: body.document_id });
     deps.activity.record(p.tenantId, p.actor, req.correlationId ?? 'none', {
       type: 'SearchPerformed',
       data: { queryHash: textHash(body.query), mode: body.mode, topK: body.top_k, resultChunkIds: hits.map(chunkRef) },
@@ -69,7 +73,8 @@ export function queriesApi(deps: AppDeps): Router {
     const p = principalOf(req);
     const body = parseBody(askSchema, req.body);
     if (body.min_position) await waitForProjections(deps, body.min_position, ['catalog'], p.tenantId);
-    const hits = await search(deps, p.tenantId, { query: body.question, topK: body.top_k, mode: body.mode, documentId: body.document_id });
+    const scope = body.as_of ? await resolveSnapshot(deps.pool, p.tenantId, body.as_of) : p.tenantId;
+    const hits = await search(deps, scope, { query: body.question, topK: body.top_k, mode: body.mode, documentId: body.document_id });
     const passages: Passage[] = hits.map((h) => ({
       documentId: h.documentId,
       filename: h.filename,

@@ -169,3 +169,46 @@ describe('audit log, usage analytics, replay and tenant deletion', () => {
     expect((await request(product.app).get(`/v1/tenants/${t.id}`).set(op)).status).toBe(404);
   });
 });
+
+describe('point-in-time snapshots (replay --until --into)', () => {
+  let product: Product;
+
+  beforeAll(async () => {
+    product = await startTestProduct();
+  });
+  afterAll(async () => {
+    await product?.stop();
+  });
+
+  it('answers from the documents as they were, read-only, for the owning tenant only', async () => {
+    const t = await provisionTenant(product, 'timeline');
+    const other = await provisionTenant(product, 'outsider');
+    const v1 = await request(product.app).post('/v1/documents').set(t.auth).send({ filename: 'codes.md', text: 'The launch code word is ALPHA-ZULU.' });
+    await waitUntilIndexed(product, t, v1.body.id);
+    await new Promise((r) => setTimeout(r, 20));
+    const then = new Date().toISOString();
+    await new Promise((r) => setTimeout(r, 20));
+    await request(product.app).post('/v1/documents').set(t.auth).send({ filename: 'codes.md', text: 'The launch code word is BRAVO-YANKEE.' }).expect(202);
+    await request(product.app).post('/v1/documents').set(t.auth).send({ filename: 'later.md', text: 'Added after the snapshot instant: the launch site moved.' }).expect(202);
+    const snap = await request(product.app).post('/v1/admin/snapshots').set(op).send({ tenant: t.slug, until: then, name: 'before-change' });
+    expect(snap.status).toBe(202);
+    expect(snap.body.documents).toBe(1);
+    await eventually(
+      () => request(product.app).get(`/v1/admin/snapshots?tenant=${t.slug}`).set(op),
+      (r) => r.body.items?.[0]?.state === 'ready',
+    );
+    const past = await request(product.app).post('/v1/search').set(t.auth).send({ query: 'launch code word', as_of: 'before-change' });
+    expect(past.status).toBe(200);
+    expect(JSON.stringify(past.body.results)).toContain('ALPHA-ZULU');
+    expect(JSON.stringify(past.body.results)).not.toMatch(/BRAVO|moved/);
+    const asked = await request(product.app).post('/v1/ask').set(t.auth).send({ question: 'What is the launch code word?', as_of: 'before-change' });
+    expect(asked.body.answer).toContain('ALPHA-ZULU');
+    await waitUntilIndexed(product, t, v1.body.id);
+    const now = await request(product.app).post('/v1/search').set(t.auth).send({ query: 'launch code word' });
+    expect(JSON.stringify(now.body.results)).toContain('BRAVO-YANKEE');
+    const foreign = await request(product.app).post('/v1/search').set(other.auth).send({ query: 'launch code word', as_of: 'before-change' });
+    expect(foreign.status).toBe(404);
+    expect((await request(product.app).post('/v1/admin/snapshots').set(op).send({ tenant: t.slug, until: then, name: 'before-change' })).status).toBe(409);
+    expect((await request(product.app).post('/v1/admin/snapshots').set(op).send({ tenant: t.slug, until: 'yesterday', name: 'x' })).status).toBe(400);
+  });
+});
