@@ -3,6 +3,7 @@ import { parseStreamId } from '../contracts/naming';
 import type { EventBus } from '../services/core/eventBus';
 import type { EventStore, GlobalPosition, RecordedEvent } from '../services/core/eventStore';
 import { START } from '../services/core/eventStore';
+import { createSleeper } from '../services/core/sleeper';
 
 /**
  * A projection: `apply` writes the read model for one event; the runner commits a batch of
@@ -179,22 +180,10 @@ export function startProjection(store: EventStore, pool: Pool, projection: Proje
   let lastEventAt: string | null = null;
   let eventsApplied = 0;
   let stopped = false;
-  let wake: (() => void) | null = null;
+  const sleeper = createSleeper();
+  const sleep = sleeper.sleep;
   const waiters = makeWaiters();
-  const unsubscribe = store.onAppended(() => wake?.());
-
-  const sleep = (ms: number) =>
-    new Promise<void>((resolve) => {
-      const t = setTimeout(() => {
-        wake = null;
-        resolve();
-      }, ms);
-      wake = () => {
-        clearTimeout(t);
-        wake = null;
-        resolve();
-      };
-    });
+  const unsubscribe = store.onAppended(() => sleeper.wake());
 
   const loop = (async () => {
     let failures = 0;
@@ -242,12 +231,12 @@ export function startProjection(store: EventStore, pool: Pool, projection: Proje
     status: () => ({ name: projection.name, version: projection.version, source: 'store', position, state, error, lastEventAt, eventsApplied }),
     waitFor(target, timeoutMs) {
       if (target <= position) return Promise.resolve(true);
-      return waiters.add(target, timeoutMs, undefined, () => wake?.());
+      return waiters.add(target, timeoutMs, undefined, () => sleeper.wake());
     },
     async stop() {
       stopped = true;
       unsubscribe();
-      wake?.();
+      sleeper.wake();
       await loop;
       waiters.clear();
     },

@@ -2,6 +2,7 @@ import type { Pool, PoolClient } from 'pg';
 import { readCheckpoint } from '../../projections/runner';
 import type { EventBus } from '../../services/core/eventBus';
 import type { EventStore, GlobalPosition } from '../../services/core/eventStore';
+import { createSleeper } from '../../services/core/sleeper';
 
 export const RELAY_CHECKPOINT = 'relay.kafka';
 const RELAY_LOCK = 7157002;
@@ -25,20 +26,9 @@ export function startRelay(store: EventStore, pool: Pool, bus: EventBus, opts: {
   let position: GlobalPosition = '';
   let published = 0;
   let error: string | null = null;
-  let wake: (() => void) | null = null;
-  const unsubscribe = store.onAppended(() => wake?.());
-  const sleep = (ms: number) =>
-    new Promise<void>((resolve) => {
-      const t = setTimeout(() => {
-        wake = null;
-        resolve();
-      }, ms);
-      wake = () => {
-        clearTimeout(t);
-        wake = null;
-        resolve();
-      };
-    });
+  const sleeper = createSleeper();
+  const sleep = sleeper.sleep;
+  const unsubscribe = store.onAppended(() => sleeper.wake());
 
   const loop = (async () => {
     let lockClient: PoolClient | null = null;
@@ -95,7 +85,7 @@ export function startRelay(store: EventStore, pool: Pool, bus: EventBus, opts: {
     async stop() {
       stopped = true;
       unsubscribe();
-      wake?.();
+      sleeper.wake();
       await loop;
     },
   };

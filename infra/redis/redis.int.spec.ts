@@ -5,8 +5,8 @@
  * else the suite is reported skipped with the reason. Keys use random tenant ids, so reruns and
  * parallel runs never meet; everything a test writes is removed in afterAll.
  */
-import { spawnSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
+import { dockerAnswers } from '../../test/support/servers';
 import { createServer } from 'node:net';
 import type Redis from 'ioredis';
 import { redisKey } from '../../contracts/naming';
@@ -18,21 +18,6 @@ import { createRedisRateLimiter } from './rateLimiter';
 
 const SUITE = 'Redis rate limiter and idempotency store (integration)';
 
-/**
- * Does a Docker engine answer /_ping within 2 s? Synchronous (a child process) because jest
- * needs to know while collecting suites whether this one runs at all.
- */
-function dockerAnswers(): boolean {
-  const probe = `
-    const http = require('node:http');
-    const h = process.env.DOCKER_HOST || 'unix:///var/run/docker.sock';
-    const u = new URL(h.replace(/^tcp:/, 'http:'));
-    const target = u.protocol === 'unix:' ? { socketPath: u.pathname } : { host: u.hostname, port: Number(u.port) || 2375 };
-    const req = http.get({ ...target, path: '/_ping', timeout: 1800 }, (res) => process.exit(res.statusCode === 200 ? 0 : 1));
-    req.on('timeout', () => process.exit(1));
-    req.on('error', () => process.exit(1));`;
-  return spawnSync(process.execPath, ['-e', probe], { timeout: 2000, stdio: 'ignore' }).status === 0;
-}
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

@@ -7,8 +7,8 @@
  *
  * Each run uses its own collection and random tenant ids, so reruns and parallel runs never meet.
  */
-import { spawnSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
+import { dockerAnswers } from '../../test/support/servers';
 import type { Pool } from 'pg';
 import weaviate, { type WeaviateClient } from 'weaviate-client';
 import { weaviateTenant } from '../../contracts/naming';
@@ -23,21 +23,6 @@ import { createWeaviateIndex, type WeaviateKnowledgeIndex } from './weaviate';
 const SUITE = 'Weaviate knowledge index (integration)';
 const WEAVIATE_IMAGE = 'cr.weaviate.io/semitechnologies/weaviate:1.39.3';
 
-/**
- * Does a Docker engine answer /_ping within 2 s? Synchronous (a child process) because jest
- * needs to know while collecting suites whether this one runs at all.
- */
-function dockerAnswers(): boolean {
-  const probe = `
-    const http = require('node:http');
-    const h = process.env.DOCKER_HOST || 'unix:///var/run/docker.sock';
-    const u = new URL(h.replace(/^tcp:/, 'http:'));
-    const target = u.protocol === 'unix:' ? { socketPath: u.pathname } : { host: u.hostname, port: Number(u.port) || 2375 };
-    const req = http.get({ ...target, path: '/_ping', timeout: 1800 }, (res) => process.exit(res.statusCode === 200 ? 0 : 1));
-    req.on('timeout', () => process.exit(1));
-    req.on('error', () => process.exit(1));`;
-  return spawnSync(process.execPath, ['-e', probe], { timeout: 2000, stdio: 'ignore' }).status === 0;
-}
 
 const fromEnv = process.env.WEAVIATE_URL && process.env.WEAVIATE_GRPC_PORT ? { url: process.env.WEAVIATE_URL, grpcPort: Number(process.env.WEAVIATE_GRPC_PORT) } : null;
 

@@ -7,8 +7,8 @@
  * no Docker (instant); a socket or DOCKER_HOST gets a /_ping with a 2 s budget in a child process.
  * testcontainers and the gRPC client are loaded only when the suite really runs.
  */
-import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import { dockerAnswers } from '../support/servers';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { describeSkipped } from '../support/skip';
@@ -31,21 +31,6 @@ function dockerEndpoint(): { socketPath: string } | { url: string } | null {
   return socketPath ? { socketPath } : null;
 }
 
-/** True when the engine answers GET /_ping within 2 s (any HTTP answer counts, TLS unverified). */
-function dockerAnswers(): boolean {
-  const endpoint = dockerEndpoint();
-  if (!endpoint) return false;
-  const probe = `
-    const ep = ${JSON.stringify(endpoint)};
-    const lib = require(ep.url && ep.url.startsWith('https') ? 'node:https' : 'node:http');
-    const opts = ep.socketPath ? { socketPath: ep.socketPath, path: '/_ping' } : { rejectUnauthorized: false };
-    const req = ep.socketPath ? lib.get(opts) : lib.get(new URL('/_ping', ep.url), opts);
-    req.on('response', (res) => process.exit(res.statusCode && res.statusCode < 500 ? 0 : 1));
-    req.on('error', () => process.exit(1));
-  `;
-  const result = spawnSync(process.execPath, ['-e', probe], { timeout: 2_000, stdio: 'ignore' });
-  return result.status === 0;
-}
 
 const explicitUrl = process.env.EVENTSTORE_URL;
 
