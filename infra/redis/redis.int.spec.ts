@@ -213,7 +213,7 @@ if (!process.env.REDIS_URL && !dockerAnswers()) {
     });
 
     describe('idempotency store', () => {
-      const response = { requestHash: 'h1', status: 201, body: { documentId: 'd1', nested: { list: [1, 2] } }, location: '/v1/documents/d1' };
+      const response = { requestHash: 'h1', status: 201, body: { documentId: 'd1', nested: { list: [1, 2] } }, location: '/v1/documents/d1', contentType: 'application/json; charset=utf-8' };
 
       it('reserves, reports in-progress, then replays the completed response', async () => {
         const store = createRedisIdempotencyStore(redis);
@@ -234,7 +234,7 @@ if (!process.env.REDIS_URL && !dockerAnswers()) {
         const key = redisKey(tenant(), 'idem', 'k2');
         await store.begin(key, 'h', 60);
         await store.complete(key, { requestHash: 'h', status: 204, body: null, location: null }, 60);
-        expect(await store.begin(key, 'h', 60)).toEqual({ state: 'done', requestHash: 'h', status: 204, body: null, location: null });
+        expect(await store.begin(key, 'h', 60)).toEqual({ state: 'done', requestHash: 'h', status: 204, body: null, location: null, contentType: null });
       });
 
       it('frees the key on abandon, and when the reservation expires', async () => {
