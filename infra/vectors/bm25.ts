@@ -12,12 +12,13 @@
  * N, df and avglen are over the tenant's searchable chunks. One instance per tenant: terms, postings
  * and statistics are never shared between tenants.
  *
- * Layout (memory ~5 bytes per posting plus ~20 bytes per chunk): a main segment in compressed
- * sparse rows (per term id: ascending slots in an Int32Array, term frequencies in a Uint8Array,
- * clamped at 255), a small append segment for chunks added since the last merge (merged when it
- * outgrows max(32k postings, main / 8), so merging is amortised linear), and a tombstone per
- * removed chunk (dropped, and slots renumbered, by the next merge once removed chunks exceed a
- * quarter of the slots). A document's chunks occupy consecutive slots.
+ * Layout (memory ~5 bytes per posting plus ~13 bytes per chunk and the term dictionary): a main
+ * segment in compressed sparse rows (per term id: ascending slots in an Int32Array, term
+ * frequencies in a Uint8Array, clamped at 255); an append segment for chunks added since the last
+ * merge (per term a JS array of slot * 256 + tf, 8 bytes a posting), merged when it outgrows
+ * max(32k postings, main / 8) so merging is amortised linear (main / 1 during a bulk load);
+ * and a tombstone per removed chunk (dropped, and slots renumbered, by the next merge once removed
+ * chunks exceed a quarter of the slots). A document's chunks occupy consecutive slots.
  */
 
 export interface Bm25Params {
@@ -71,8 +72,9 @@ export class Bm25Index {
   private offsets = new Int32Array(1);
   private postSlots = new Int32Array(0);
   private postTfs = new Uint8Array(0);
-  // Append segment: term id -> [slot, tf, slot, tf, ...] (slots ascending)
-  private delta = new Map<number, number[]>();
+  // Append segment: by term id, [slot * 256 + tf, ...] (slots ascending); deltaTerms lists the ids in use
+  private delta: (number[] | undefined)[] = [];
+  private deltaTerms: number[] = [];
   private deltaPostings = 0;
   // Slots (chunks)
   private slots = 0;
@@ -106,7 +108,7 @@ export class Bm25Index {
   /** Approximate bytes held by typed arrays (postings, slots, statistics). */
   get bytes(): number {
     return (
-      this.offsets.byteLength + this.postSlots.byteLength + this.postTfs.byteLength + this.deltaPostings * 16 +
+      this.offsets.byteLength + this.postSlots.byteLength + this.postTfs.byteLength + this.deltaPostings * 8 +
       this.slotDoc.byteLength + this.slotChunk.byteLength + this.slotLen.byteLength + this.alive.byteLength + this.acc.byteLength
     );
   }
@@ -115,8 +117,12 @@ export class Bm25Index {
     return this.docs.has(documentId);
   }
 
-  /** Makes `chunks` the searchable content of the document (replacing what it had). */
-  setDocument(documentId: string, version: number, chunks: Bm25Chunk[]): void {
+  /**
+   * Makes `chunks` the searchable content of the document (replacing what it had). `bulk` (a load
+   * of many documents) lets the append segment grow as large as the main one before merging;
+   * call merge() at the end.
+   */
+  setDocument(documentId: string, version: number, chunks: Bm25Chunk[], opts: { bulk?: boolean } = {}): void {
     this.removeDocument(documentId);
     if (chunks.length === 0) return;
     const ord = this.docIds.length;
@@ -137,9 +143,12 @@ export class Bm25Index {
           id = this.termIds.size;
           this.termIds.set(term, id);
         }
-        let list = this.delta.get(id);
-        if (!list) this.delta.set(id, (list = []));
-        list.push(slot, Math.min(tf, MAX_TF));
+        let list = this.delta[id];
+        if (!list) {
+          this.delta[id] = list = [];
+          this.deltaTerms.push(id);
+        }
+        list.push(slot * 256 + Math.min(tf, MAX_TF));
         this.deltaPostings++;
         len += tf;
       }
@@ -151,7 +160,8 @@ export class Bm25Index {
       this.totalLen += len;
     }
     this.docs.set(documentId, { ord, version, start, count: chunks.length });
-    if (this.deltaPostings > Math.max(MIN_DELTA_MERGE, this.postSlots.length / 8)) this.merge();
+    // Incremental: a small append segment (cheap to search). Bulk: fewer, larger merges (~2 moves a posting).
+    if (this.deltaPostings > Math.max(MIN_DELTA_MERGE, this.postSlots.length / (opts.bulk ? 1 : 8))) this.merge();
   }
 
   removeDocument(documentId: string): void {
@@ -185,13 +195,12 @@ export class Bm25Index {
     const avgLen = this.totalLen / n || 1;
     this.acc = grow(this.acc, this.slots);
     const acc = this.acc;
+    const alive = this.alive;
+    const slotLen = this.slotLen;
     const touched: number[] = [];
-    const addPosting = (slot: number, tf: number, w: number) => {
-      if (slot < lo || slot >= hi || !this.alive[slot]) return;
-      const norm = k1 * (1 - b + (b * this.slotLen[slot]!) / avgLen);
-      if (acc[slot] === 0) touched.push(slot);
-      acc[slot]! += (w * tf) / (tf + norm);
-    };
+    // norm(slot) = k1 * (1 - b + b * len / avgLen) = base + scale * len
+    const base = k1 * (1 - b);
+    const scale = (k1 * b) / avgLen;
     for (const [term, qtf] of query) {
       const id = this.termIds.get(term);
       if (id === undefined || !(qtf > 0)) continue;
@@ -199,11 +208,28 @@ export class Bm25Index {
       if (df <= 0) continue;
       const w = qtf * Math.log(1 + (n - df + 0.5) / (df + 0.5)) * (k1 + 1);
       if (id < this.mainTerms) {
+        const slots = this.postSlots;
+        const tfs = this.postTfs;
         const end = this.offsets[id + 1]!;
-        for (let p = this.offsets[id]!; p < end; p++) addPosting(this.postSlots[p]!, this.postTfs[p]!, w);
+        for (let p = this.offsets[id]!; p < end; p++) {
+          const slot = slots[p]!;
+          if (slot < lo || slot >= hi || !alive[slot]) continue;
+          const tf = tfs[p]!;
+          if (acc[slot] === 0) touched.push(slot);
+          acc[slot]! += (w * tf) / (tf + base + scale * slotLen[slot]!);
+        }
       }
-      const list = this.delta.get(id);
-      if (list) for (let p = 0; p < list.length; p += 2) addPosting(list[p]!, list[p + 1]!, w);
+      const list = this.delta[id];
+      if (list) {
+        for (let p = 0; p < list.length; p++) {
+          const v = list[p]!;
+          const slot = Math.floor(v / 256);
+          if (slot < lo || slot >= hi || !alive[slot]) continue;
+          const tf = v - slot * 256;
+          if (acc[slot] === 0) touched.push(slot);
+          acc[slot]! += (w * tf) / (tf + base + scale * slotLen[slot]!);
+        }
+      }
     }
     // Bounded selection: a min-heap of the best k slots.
     const heap: number[] = [];
@@ -250,15 +276,15 @@ export class Bm25Index {
 
   /** Live chunks holding the term: the postings' count, less removed chunks awaiting a merge. */
   private documentFrequency(id: number): number {
-    const list = this.delta.get(id);
+    const list = this.delta[id];
     const inMain = id < this.mainTerms;
-    if (this.deadSlots === 0) return (inMain ? this.offsets[id + 1]! - this.offsets[id]! : 0) + (list ? list.length / 2 : 0);
+    if (this.deadSlots === 0) return (inMain ? this.offsets[id + 1]! - this.offsets[id]! : 0) + (list ? list.length : 0);
     let df = 0;
     if (inMain) {
       const end = this.offsets[id + 1]!;
       for (let p = this.offsets[id]!; p < end; p++) df += this.alive[this.postSlots[p]!]!;
     }
-    if (list) for (let p = 0; p < list.length; p += 2) df += this.alive[list[p]!]!;
+    if (list) for (let p = 0; p < list.length; p++) df += this.alive[Math.floor(list[p]! / 256)]!;
     return df;
   }
 
@@ -304,7 +330,13 @@ export class Bm25Index {
       const end = this.offsets[t + 1]!;
       for (let p = this.offsets[t]!; p < end; p++) put(t, this.postSlots[p]!, this.postTfs[p]!);
     }
-    for (const [t, list] of this.delta) for (let p = 0; p < list.length; p += 2) put(t, list[p]!, list[p + 1]!);
+    for (const t of this.deltaTerms) {
+      const list = this.delta[t]!;
+      for (let p = 0; p < list.length; p++) {
+        const slot = Math.floor(list[p]! / 256);
+        put(t, slot, list[p]! - slot * 256);
+      }
+    }
     // Slot arrays.
     const slotDoc = new Int32Array(live);
     const slotChunk = new Int32Array(live);
@@ -335,7 +367,8 @@ export class Bm25Index {
     this.offsets = offsets;
     this.postSlots = postSlots;
     this.postTfs = postTfs;
-    this.delta = new Map();
+    this.delta = [];
+    this.deltaTerms = [];
     this.deltaPostings = 0;
     this.slots = live;
     this.slotDoc = slotDoc;

@@ -26,7 +26,8 @@ interface TenantVectors {
 interface StagedChunk {
   chunkIndex: number;
   vector: Float32Array;
-  terms: TermCounts;
+  /** The stored tsvector's text; parsed only if the tenant is loaded at activation. */
+  tsv: string;
 }
 
 /** A chunk row as loaded from the tenant's schema (embedding null when of another embedder). */
@@ -67,12 +68,11 @@ export function createEmbeddedIndex(pool: Pool, opts: { embedderId: () => string
   const epochs = new Map<string, number>();
 
   function noteChange(tenantId: string, documentId: string): void {
-    const set = changedWhileLoading.get(tenantId);
-    if (set) set.add(documentId);
+    changedWhileLoading.get(tenantId)?.add(documentId);
   }
 
   /** Installs one document's rows (its ready version's chunks, all of one version) in the tenant's state. */
-  function installDoc(tv: TenantVectors, documentId: string, rows: ChunkRow[]): void {
+  function installDoc(tv: TenantVectors, documentId: string, rows: ChunkRow[], bulk = false): void {
     if (rows.length === 0) {
       tv.docs.delete(documentId);
       tv.bm25.removeDocument(documentId);
@@ -82,7 +82,7 @@ export function createEmbeddedIndex(pool: Pool, opts: { embedderId: () => string
     const withVectors = rows.filter((r) => r.embedding !== null);
     if (withVectors.length) tv.docs.set(documentId, packDoc(version, withVectors.map((r) => ({ chunkIndex: r.chunk_index, vector: fromBytes(r.embedding!) }))));
     else tv.docs.delete(documentId);
-    tv.bm25.setDocument(documentId, version, rows.map((r) => ({ chunkIndex: r.chunk_index, terms: parseTsvector(r.tsv) })));
+    tv.bm25.setDocument(documentId, version, rows.map((r) => ({ chunkIndex: r.chunk_index, terms: parseTsvector(r.tsv) })), { bulk });
   }
 
   /** Re-reads one document's searchable chunks from the durable copy. */
@@ -109,8 +109,14 @@ export function createEmbeddedIndex(pool: Pool, opts: { embedderId: () => string
     if (cached) return cached;
     let p = loading.get(tenantId);
     if (!p) {
-      changedWhileLoading.set(tenantId, new Set());
+      const changed = new Set<string>();
+      changedWhileLoading.set(tenantId, changed);
       const epoch = epochs.get(tenantId) ?? 0;
+      const done = () => {
+        if (changedWhileLoading.get(tenantId) !== changed) return;
+        changedWhileLoading.delete(tenantId);
+        loading.delete(tenantId);
+      };
       p = (async () => {
         const embedderId = opts.embedderId();
         const tv: TenantVectors = { embedderId, docs: new Map(), bm25: new Bm25Index() };
@@ -133,31 +139,30 @@ export function createEmbeddedIndex(pool: Pool, opts: { embedderId: () => string
               const rows = (await c.query<ChunkRow>(`FETCH ${LOAD_BATCH} FROM tr_load`)).rows;
               for (const row of rows) {
                 if (group.length && group[0]!.document_id !== row.document_id) {
-                  installDoc(tv, group[0]!.document_id, group);
+                  installDoc(tv, group[0]!.document_id, group, true);
                   group = [];
                 }
                 group.push(row);
               }
               if (rows.length < LOAD_BATCH) break;
             }
-            if (group.length) installDoc(tv, group[0]!.document_id, group);
+            if (group.length) installDoc(tv, group[0]!.document_id, group, true);
             await c.query('CLOSE tr_load');
+            tv.bm25.merge();
           },
           { readOnly: true },
         );
         // Activations and deletes that raced the snapshot: re-read those documents.
-        for (;;) {
-          const changed = changedWhileLoading.get(tenantId);
-          if (!changed || changed.size === 0) break;
-          changedWhileLoading.set(tenantId, new Set());
-          for (const documentId of changed) await refreshDoc(tenantId, tv, documentId);
+        while (changed.size > 0) {
+          const documentIds = [...changed];
+          changed.clear();
+          for (const documentId of documentIds) await refreshDoc(tenantId, tv, documentId);
         }
+        // No await from here on: a change is either recorded above or sees the installed state.
+        done();
         if ((epochs.get(tenantId) ?? 0) === epoch) tenants.set(tenantId, tv);
         return tv;
-      })().finally(() => {
-        loading.delete(tenantId);
-        changedWhileLoading.delete(tenantId);
-      });
+      })().finally(done);
       loading.set(tenantId, p);
     }
     return p;
@@ -218,7 +223,7 @@ export function createEmbeddedIndex(pool: Pool, opts: { embedderId: () => string
       });
       const key = stageKey(tenantId, documentId, version);
       const list = staged.get(key) ?? [];
-      for (const ch of chunks) list.push({ chunkIndex: ch.chunkIndex, vector: ch.vector, terms: parseTsvector(tsvs.get(ch.chunkIndex) ?? '') });
+      for (const ch of chunks) list.push({ chunkIndex: ch.chunkIndex, vector: ch.vector, tsv: tsvs.get(ch.chunkIndex) ?? '' });
       staged.set(key, list);
     },
     async activate(tenantId, documentId, version, info) {
@@ -255,7 +260,7 @@ export function createEmbeddedIndex(pool: Pool, opts: { embedderId: () => string
       items = [...items].sort((a, b) => a.chunkIndex - b.chunkIndex);
       if (items.length && tv.embedderId === info.embedderId) tv.docs.set(documentId, packDoc(version, items));
       else tv.docs.delete(documentId);
-      tv.bm25.setDocument(documentId, version, items);
+      tv.bm25.setDocument(documentId, version, items.map((it) => ({ chunkIndex: it.chunkIndex, terms: parseTsvector(it.tsv) })));
       return true;
     },
     async forgetDocument(tenantId, documentId) {

@@ -51,7 +51,8 @@ function readMultipart(req: Request, maxBytes: number): Promise<Upload> {
   return new Promise((resolve, reject) => {
     let bb: busboy.Busboy;
     try {
-      bb = busboy({ headers: req.headers, limits: { fileSize: maxBytes, files: 1, fields: 5, fieldSize: 1024, parts: 8 } });
+      // busboy flags a file that reaches fileSize: allow exactly maxBytes, refuse one byte more.
+      bb = busboy({ headers: req.headers, limits: { fileSize: maxBytes + 1, files: 1, fields: 5, fieldSize: 1024, parts: 8 } });
     } catch {
       reject(new ValidationError('malformed multipart request'));
       return;

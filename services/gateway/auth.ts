@@ -1,4 +1,4 @@
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { type KeyObject, createHash, createSecretKey, timingSafeEqual } from 'node:crypto';
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import jwt from 'jsonwebtoken';
 import passport from 'passport';
@@ -42,8 +42,22 @@ export interface JwtClaims {
   role: Role;
 }
 
+/**
+ * The HMAC key as a KeyObject: given a string, jsonwebtoken first tries (and fails) to parse it
+ * as a public key on every verify, which was the top cost of an authenticated request.
+ */
+const keyCache = new Map<string, KeyObject>();
+export function hmacKey(secret: string): KeyObject {
+  let k = keyCache.get(secret);
+  if (!k) {
+    k = createSecretKey(Buffer.from(secret, 'utf8'));
+    keyCache.set(secret, k);
+  }
+  return k;
+}
+
 export function signAccessToken(secret: string, claims: JwtClaims, ttlSeconds: number): string {
-  return jwt.sign({ tid: claims.tid, role: claims.role }, secret, {
+  return jwt.sign({ tid: claims.tid, role: claims.role }, hmacKey(secret), {
     algorithm: 'HS256',
     subject: claims.sub,
     issuer: JWT_ISSUER,
@@ -79,7 +93,7 @@ export function createAuthenticator(pool: Pool, secret: string) {
     new JwtStrategy(
       {
         jwtFromRequest: ExtractJwt.fromAuthHeaderAsBearerToken(),
-        secretOrKey: secret,
+        secretOrKey: hmacKey(secret) as unknown as string,
         algorithms: ['HS256'],
         issuer: JWT_ISSUER,
         audience: JWT_AUDIENCE,

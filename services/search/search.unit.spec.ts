@@ -48,9 +48,10 @@ describe('fuseConvex', () => {
   });
 
   it('keeps chunks and versions apart', () => {
-    const fused = fuseConvex([c('a', 2, 0), c('a', 1, 1)], [c('a', 0.9, 1), { ...c('a', 0.1, 1), version: 2 }]);
+    const fused = fuseConvex([c('a', 2, 1), c('a', 1, 0)], [c('a', 0.9, 1), { ...c('a', 0.1, 1), version: 2 }]);
     expect(fused).toHaveLength(3);
-    expect(fused[0]).toMatchObject({ documentId: 'a', chunkIndex: 1, version: 1 });
+    expect(fused[0]).toEqual(c('a', 1, 1));
+    expect(fused.find((x) => x.version === 2)).toEqual({ ...c('a', 0, 1), version: 2 });
   });
 });
 

@@ -48,6 +48,8 @@ function crashingOnce(p: Projection, after: number): Projection & { crashed: () 
 }
 
 async function counts(pool: Pool) {
+  const exists = await pool.query(`SELECT to_regclass('analytics.usage_daily_v1') AS t`);
+  if (!exists.rows[0]?.t) return [];
   const r = await pool.query<{ tenant_id: string; searches: number; questions: number; prompt_tokens: string }>(
     'SELECT tenant_id, searches, questions, prompt_tokens FROM analytics.usage_daily_v1 ORDER BY tenant_id',
   );
@@ -122,6 +124,38 @@ if (!brokers) {
       } finally {
         await relay.stop();
         await bus.close();
+        await store.close();
+        await pool.end();
+        await dropDatabase(url);
+      }
+    }, 120_000);
+
+    it('two projector processes of one consumer group share the partitions and count everything once', async () => {
+      const url = await freshDatabase();
+      const pool = createPool(url, { max: 8 });
+      await migratePlatform(pool);
+      const store = await createPostgresEventStore(pool);
+      const namespace = `t${randomUUID().slice(0, 8)}`;
+      const busA = await createKafkaBus({ brokers: brokers.split(','), namespace });
+      const busB = await createKafkaBus({ brokers: brokers.split(','), namespace });
+      try {
+        // Two "processes": separate Kafka clients, one group, each its own projection instance.
+        const a = await startKafkaProjection(busA, pool, analyticsProjection());
+        const b = await startKafkaProjection(busB, pool, analyticsProjection());
+        const relay = startRelay(store, pool, busA);
+        await appendActivity(store);
+        await until(async () => JSON.stringify(await counts(pool)) === JSON.stringify(expected), 60_000).catch(() => undefined);
+        expect(await counts(pool)).toEqual(expected);
+        // Every event applied exactly once across the group; which member gets which tenant depends on the key hash.
+        const applied = [a.status().eventsApplied, b.status().eventsApplied];
+        expect(applied[0]! + applied[1]!).toBeGreaterThanOrEqual(PER_TENANT * TENANTS.length);
+        process.stdout.write(`events applied per group member: ${applied.join(" / ")}\n`);
+        await relay.stop();
+        await a.stop();
+        await b.stop();
+      } finally {
+        await busA.close();
+        await busB.close();
         await store.close();
         await pool.end();
         await dropDatabase(url);
