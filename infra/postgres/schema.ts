@@ -174,7 +174,8 @@ CREATE TABLE ${schema}.chunks (
   embedding bytea NOT NULL,
   PRIMARY KEY (document_id, version, chunk_index)
 );
-CREATE INDEX ON ${schema}.chunks USING gin (tsv);
+-- No GIN index on tsv: keyword search ranks with BM25 over the lexemes loaded in memory
+-- (infra/vectors/bm25.ts), and the index cost most of each chunk insert.
 `;
 }
 
