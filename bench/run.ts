@@ -131,6 +131,13 @@ function stamp(d = new Date()): string {
   return d.toISOString().replace(/\.\d+Z$/, 'Z').replace(/:/g, '-');
 }
 
+// A scratch database dropped under a peer's idle connection ends it with 57P01; that is cleanup.
+process.on('uncaughtException', (err) => {
+  if ((err as { code?: string }).code === '57P01') return;
+  process.stderr.write(`bench failed: ${err.stack ?? String(err)}\n`);
+  process.exit(1);
+});
+
 main().catch((err) => {
   process.stderr.write(`bench failed: ${(err as Error)?.stack ?? String(err)}\n`);
   process.exit(1);

@@ -113,10 +113,6 @@ export class Bm25Index {
     );
   }
 
-  has(documentId: string): boolean {
-    return this.docs.has(documentId);
-  }
-
   /**
    * Makes `chunks` the searchable content of the document (replacing what it had). `bulk` (a load
    * of many documents) lets the append segment grow as large as the main one before merging;
@@ -388,46 +384,55 @@ export class Bm25Index {
  */
 export function parseTsvector(s: string): TermCounts {
   const out: TermCounts = new Map();
-  let i = 0;
   const n = s.length;
+  let i = 0;
+  let slash = s.indexOf('\\'); // the next backslash at or after i (-1: none)
   while (i < n) {
-    while (i < n && s[i] === ' ') i++;
-    if (i >= n) break;
-    if (s[i] !== "'") throw new Error(`not a tsvector at ${i}: ${s.slice(i, i + 20)}`);
-    i++;
-    let lex = '';
-    for (;;) {
-      if (i >= n) throw new Error('unterminated lexeme in tsvector');
-      const c = s[i]!;
-      if (c === "'" || c === '\\') {
-        if (s[i + 1] === c) {
-          lex += c;
-          i += 2;
-          continue;
-        }
-        if (c === "'") {
+    if (s.charCodeAt(i) === 32 /* space */) {
+      i++;
+      continue;
+    }
+    if (s.charCodeAt(i) !== 39 /* ' */) throw new Error(`not a tsvector at ${i}: ${s.slice(i, i + 20)}`);
+    const from = i + 1;
+    let lex: string;
+    // Fast path: no quote or backslash inside the lexeme.
+    const close = s.indexOf("'", from);
+    if (close < 0) throw new Error('unterminated lexeme in tsvector');
+    if (slash >= 0 && slash < from) slash = s.indexOf('\\', from);
+    if (s.charCodeAt(close + 1) !== 39 && (slash < 0 || slash > close)) {
+      lex = s.slice(from, close);
+      i = close + 1;
+    } else {
+      lex = '';
+      i = from;
+      for (;;) {
+        if (i >= n) throw new Error('unterminated lexeme in tsvector');
+        const c = s[i]!;
+        if (c === "'" && s[i + 1] !== "'") {
           i++;
           break;
         }
-        // A lone backslash escapes the next character.
-        lex += s[i + 1] ?? '';
-        i += 2;
-        continue;
-      }
-      lex += c;
-      i++;
-    }
-    let count = 1;
-    if (s[i] === ':') {
-      i++;
-      count = 0;
-      while (i < n && s[i] !== ' ') {
-        if (s[i] === ',') count++;
+        if (c === "'" || c === '\\') {
+          // A doubled quote, or a backslash escaping the next character.
+          lex += s[i + 1] ?? '';
+          i += 2;
+          continue;
+        }
+        lex += c;
         i++;
       }
-      count++;
     }
-    out.set(lex, (out.get(lex) ?? 0) + count);
+    let count = 1;
+    if (s.charCodeAt(i) === 58 /* : */) {
+      i++;
+      while (i < n && s.charCodeAt(i) !== 32) {
+        if (s.charCodeAt(i) === 44 /* , */) count++;
+        i++;
+      }
+    }
+    // PostgreSQL's output holds each lexeme once (sorted); add up anyway for hand-written input.
+    const seen = out.get(lex);
+    out.set(lex, seen === undefined ? count : seen + count);
   }
   return out;
 }

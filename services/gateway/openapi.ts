@@ -86,7 +86,7 @@ export function openApiDocument() {
             chunk_index: { type: 'integer' },
             heading_path: { type: 'array', items: { type: 'string' } },
             page: { type: ['integer', 'null'] },
-            score: { type: 'number', description: 'hybrid: reciprocal-rank fusion normalised to (0,1]; keyword: ts_rank; semantic: cosine' },
+            score: { type: 'number', description: 'hybrid: 0.5 x semantic + 0.5 x keyword, each min-max-normalised over its top-100 ranking, in [0,1] (1 = first in both); keyword: Okapi BM25 (k1 1.2, b 0.75), unbounded; semantic: cosine similarity. Comparable within a response only.' },
             text: { type: 'string' },
           },
         },
@@ -197,7 +197,7 @@ export function openApiDocument() {
       },
       '/v1/search': {
         post: {
-          summary: 'Hybrid search (full text + vectors, reciprocal-rank fusion)',
+          summary: 'Hybrid search (BM25 full text + vectors, convex fusion of normalised scores)',
           security: bearer,
           requestBody: jsonBody({ type: 'object', required: ['query'], properties: { query: { type: 'string' }, ...searchProps } }),
           responses: { '200': ok('results', { type: 'object', properties: { results: { type: 'array', items: { $ref: '#/components/schemas/Passage' } } } }), ...errors(400, 401, 429) },

@@ -48,6 +48,8 @@ export async function openEmmett(url: string, poolMax: number): Promise<PeerStor
       };
     };
     const pool = new pg.Pool({ connectionString: url, max: poolMax, application_name: 'bench emmett' });
+    // Idle clients see their connection end when the scratch database is dropped: not an error.
+    pool.on('error', () => undefined);
     const store = mod.getPostgreSQLEventStore(url, { connectionOptions: { pooled: true, pool } });
     await store.schema.migrate();
     return {
