@@ -10,10 +10,13 @@ import { tenantRole, tenantSchema } from '../../contracts/naming';
 export const SCHEMA_OWNER = 'tr_schema_owner';
 
 const PLATFORM_DDL = `
+-- Roles are cluster-wide while the advisory lock below is per database: two databases of one
+-- server migrating at once may both try to create the role, so losing that race is fine.
 DO $$ BEGIN
   IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '${SCHEMA_OWNER}') THEN
     CREATE ROLE ${SCHEMA_OWNER} NOLOGIN;
   END IF;
+EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL;
 END $$;
 -- Tenant roles must not create temporary tables: pg_temp would shadow their own tables on a
 -- pooled connection for the next tenant's transaction.
