@@ -1,7 +1,6 @@
 import { Router } from 'express';
 import { z } from 'zod';
-import { withTenant } from '../../infra/postgres/schema';
-import { auditTable } from '../../projections/audit/auditProjection';
+import { readAudit } from '../audit/api';
 import { NotFoundError, ValidationError } from '../core/errors';
 import { idParam, limitParam, parseBody } from '../gateway/validation';
 import { createSnapshot, snapshotStatus } from '../snapshots/snapshots';
@@ -102,13 +101,7 @@ export function adminApi(deps: AppDeps): Router {
     const limit = limitParam(req.query.limit, 20, 200);
     const t = (await deps.pool.query(`SELECT 1 FROM platform.tenants WHERE tenant_id = $1 AND status <> 'deleted'`, [id])).rows[0];
     if (!t) throw new NotFoundError('Tenant');
-    const v = (await deps.pool.query<{ active_version: number }>(`SELECT active_version FROM platform.projection_versions WHERE name = 'audit'`)).rows[0]?.active_version ?? 1;
-    const table = auditTable(v);
-    const rows = await withTenant(deps.pool, id, async (c) => {
-      const exists = await c.query('SELECT to_regclass($1) AS t', [table]);
-      if (!exists.rows[0]?.t) return [];
-      return (await c.query(`SELECT seq, type, actor, subject, occurred_at, result FROM ${table} ORDER BY seq DESC LIMIT $1`, [limit])).rows;
-    }, { readOnly: true });
+    const rows = await readAudit(deps, id, [], async (c, table) => (await c.query(`SELECT seq, type, actor, subject, occurred_at, result FROM ${table} ORDER BY seq DESC LIMIT $1`, [limit])).rows);
     res.json({ items: rows.map((r) => ({ ...r, seq: Number(r.seq) })) });
   });
 

@@ -1,4 +1,5 @@
 import { Router, type Request } from 'express';
+import type { PoolClient } from 'pg';
 import { z } from 'zod';
 import { withTenant } from '../../infra/postgres/schema';
 import { auditTable, GENESIS, rowHash, type AuditRow } from '../../projections/audit/auditProjection';
@@ -54,9 +55,22 @@ const view = (r: Record<string, unknown>) => ({
   hash: r.hash,
 });
 
-async function table(deps: AppDeps): Promise<string> {
+/**
+ * Runs `fn` in the tenant's read-only scope against the live version of its audit table, or
+ * answers `empty` while that table does not exist yet (no event projected for the tenant).
+ */
+export async function readAudit<T>(deps: Pick<AppDeps, 'pool'>, tenantId: string, empty: T, fn: (c: PoolClient, table: string) => Promise<T>): Promise<T> {
   const r = await deps.pool.query<{ active_version: number }>(`SELECT active_version FROM platform.projection_versions WHERE name = 'audit'`);
-  return auditTable(r.rows[0]?.active_version ?? 1);
+  const table = auditTable(r.rows[0]?.active_version ?? 1);
+  return withTenant(
+    deps.pool,
+    tenantId,
+    async (c) => {
+      const exists = await c.query('SELECT to_regclass($1) AS t', [table]);
+      return exists.rows[0]?.t ? fn(c, table) : empty;
+    },
+    { readOnly: true },
+  );
 }
 
 /** The tenant's audit log (owners and admins): a projection of every event, hash-chained. */
@@ -67,17 +81,7 @@ export function auditApi(deps: AppDeps): Router {
     const p = principalOf(req);
     const f = filters(req);
     const w = where(f);
-    const t = await table(deps);
-    const rows = await withTenant(
-      deps.pool,
-      p.tenantId,
-      async (c) => {
-        const exists = await c.query('SELECT to_regclass($1) AS t', [t]);
-        if (!exists.rows[0]?.t) return [];
-        return (await c.query(`SELECT * FROM ${t} ${w.sql} ORDER BY seq DESC LIMIT ${f.limit + 1}`, w.params)).rows;
-      },
-      { readOnly: true },
-    );
+    const rows = await readAudit(deps, p.tenantId, [], async (c, t) => (await c.query(`SELECT * FROM ${t} ${w.sql} ORDER BY seq DESC LIMIT ${f.limit + 1}`, w.params)).rows);
     const page = rows.slice(0, f.limit);
     res.json({ items: page.map(view), next_cursor: rows.length > f.limit ? String(page[page.length - 1]!.seq) : null });
   });
@@ -85,22 +89,12 @@ export function auditApi(deps: AppDeps): Router {
   r.get('/v1/audit/export', requireRole('admin'), async (req, res) => {
     const p = principalOf(req);
     const f = filters(req);
-    const t = await table(deps);
     res.status(200).type('application/x-ndjson');
     // Page through with the seq cursor so memory stays flat however long the log is.
     let cursor = f.cursor;
     for (;;) {
       const w = where({ ...f, cursor });
-      const rows = await withTenant(
-        deps.pool,
-        p.tenantId,
-        async (c) => {
-          const exists = await c.query('SELECT to_regclass($1) AS t', [t]);
-          if (!exists.rows[0]?.t) return [];
-          return (await c.query(`SELECT * FROM ${t} ${w.sql} ORDER BY seq DESC LIMIT 1000`, w.params)).rows;
-        },
-        { readOnly: true },
-      );
+      const rows = await readAudit(deps, p.tenantId, [], async (c, t) => (await c.query(`SELECT * FROM ${t} ${w.sql} ORDER BY seq DESC LIMIT 1000`, w.params)).rows);
       for (const row of rows) res.write(`${JSON.stringify(view(row))}\n`);
       if (rows.length < 1000) break;
       cursor = String(rows[rows.length - 1]!.seq);
@@ -110,13 +104,11 @@ export function auditApi(deps: AppDeps): Router {
 
   r.get('/v1/audit/verify', requireRole('admin'), async (req, res) => {
     const p = principalOf(req);
-    const t = await table(deps);
-    const result = await withTenant(
-      deps.pool,
+    const result = await readAudit(
+      deps,
       p.tenantId,
-      async (c) => {
-        const exists = await c.query('SELECT to_regclass($1) AS t', [t]);
-        if (!exists.rows[0]?.t) return { intact: true, entries: 0, broken_at: null as number | null, reason: null as string | null };
+      { intact: true, entries: 0, broken_at: null as number | null, reason: null as string | null },
+      async (c, t) => {
         let prev = GENESIS;
         let entries = 0;
         let after = 0;
@@ -144,7 +136,6 @@ export function auditApi(deps: AppDeps): Router {
         }
         return { intact: true, entries, broken_at: null, reason: null };
       },
-      { readOnly: true },
     );
     res.json(result);
   });
