@@ -126,6 +126,10 @@ export interface ProductProcess {
   ready: Record<string, unknown>;
   /** process.memoryUsage() of the product process (bytes), after a full GC when gc is set; hwm = peak RSS. */
   memory(gc?: boolean): Promise<NodeJS.MemoryUsage & { hwm: number }>;
+  /** Turns the recording of SearchPerformed/QuestionAsked off or on in the product process (bench only). */
+  setActivityRecording(on: boolean): Promise<void>;
+  /** The last 8 KB the product wrote to stderr (its warnings and errors), for failure reports. */
+  stderrTail(): string;
   stop(): Promise<void>;
 }
 
@@ -210,6 +214,10 @@ export async function startProductProcess(b: Bench, databaseUrl: string, env: Re
         /* not Linux */
       }
       return { ...m.mem, hwm };
+    },
+    stderrTail: () => stderr,
+    async setActivityRecording(on: boolean) {
+      await ask(on ? 'activity-on' : 'activity-off');
     },
     stop() {
       stopping ??= new Promise<void>((resolve) => {

@@ -1,7 +1,7 @@
 /**
  * The product as `npm start` wires it (services/product.ts), run as a child of bench/run.ts and
- * driven over IPC: it reports its port when listening, answers `mem` with process.memoryUsage()
- * and stops on `stop` or when the parent goes away. Configuration comes from the environment
+ * driven over IPC: it reports its port when listening, answers `mem` with process.memoryUsage(),
+ * turns activity recording off and on for one A/B figure (`activity-off`/`activity-on`) and stops on `stop` or when the parent goes away. Configuration comes from the environment
  * (services/config.ts loadEnv), set by bench/harness.ts startProductProcess.
  */
 import pino from 'pino';
@@ -18,6 +18,7 @@ async function main(): Promise<void> {
   const ready = await product.deps.readiness();
 
   let stopping = false;
+  let recordActivity: typeof product.deps.activity.record | undefined;
   const stop = async (code: number) => {
     if (stopping) return;
     stopping = true;
@@ -32,6 +33,14 @@ async function main(): Promise<void> {
       const gc = (globalThis as { gc?: () => void }).gc;
       if (m.cmd === 'mem-gc' && gc) gc();
       process.send!({ type: 'mem', id: m.id, mem: process.memoryUsage() });
+    }
+    else if (m.cmd === 'activity-off' || m.cmd === 'activity-on') {
+      // The A/B of the activity-recording figure (bench/search.ts): recording off swaps the
+      // recorder's `record` for a no-op in this bench child only; the product has no such switch.
+      const activity = product.deps.activity as { record: typeof product.deps.activity.record };
+      recordActivity ??= activity.record.bind(product.deps.activity);
+      activity.record = m.cmd === 'activity-on' ? recordActivity : () => undefined;
+      process.send!({ type: 'activity', id: m.id, on: m.cmd === 'activity-on' });
     }
     else if (m.cmd === 'stop') void stop(0);
   });

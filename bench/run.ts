@@ -9,7 +9,7 @@
  *   npm run bench -- --only eventstore,search
  *   npm run bench -- --cpu-prof        V8 CPU profiles of the product process (bench/results/cpuprofile-*)
  *
- * Groups: eventstore, rebuild, relay, provisioning, freshness, gateway, search, ingest.
+ * Groups: eventstore, rebuild, relay, provisioning, freshness, gateway, search, ingest, embedding.
  * Never part of `npm test`. All load is bounded in count and time and targets 127.0.0.1 only;
  * PostgreSQL is a dedicated embedded server in a temp dir (or DATABASE_URL, which must be local
  * and allow CREATE DATABASE); the product runs as a child process with the offline embedder.
@@ -18,6 +18,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import { embeddingBench } from './embedding';
 import { eventStoreBench } from './eventStore';
 import { type Bench, cpuProbe, log, startBench } from './harness';
 import { productBenches } from './productSuite';
@@ -25,7 +26,7 @@ import { rebuildBench } from './rebuild';
 import { relayBench } from './relay';
 import { type Figure, renderTable } from './stats';
 
-export const GROUPS = ['eventstore', 'rebuild', 'relay', 'provisioning', 'freshness', 'gateway', 'search', 'ingest'] as const;
+export const GROUPS = ['eventstore', 'rebuild', 'relay', 'provisioning', 'freshness', 'gateway', 'search', 'ingest', 'embedding'] as const;
 export type Group = (typeof GROUPS)[number];
 
 const USAGE = `usage: npm run bench -- [--quick] [--only ${GROUPS.join(',')}] [--cpu-prof] [--out DIR]`;
@@ -120,6 +121,7 @@ async function main(): Promise<void> {
     if (only.has('relay')) figures.push(...(await relayBench(bench)));
     const productGroups = (['provisioning', 'freshness', 'gateway', 'search', 'ingest'] as const).filter((g) => only.has(g));
     if (productGroups.length) await productBenches(bench, new Set(productGroups), (f) => figures.push(...f));
+    if (only.has('embedding')) figures.push(...(await embeddingBench(bench)));
   } finally {
     clearTimeout(hard);
     await finish(null);

@@ -135,6 +135,7 @@ export function createHashingEmbedder(dimensions = 384): Embedder {
       return texts.map((text) => hashingVector(text, dimensions));
     },
     countTokens: approximateTokenCount,
+    tokenCounter: { kind: 'approximate' },
     async close() {},
   };
 }

@@ -101,6 +101,7 @@ export async function createOpenAIEmbedder(opts: OpenAIEmbedderOptions): Promise
     },
     // The server's tokenizer is unknown here; the WordPiece estimate is close for BPE models too.
     countTokens: approximateTokenCount,
+    tokenCounter: { kind: 'approximate' },
     async close() {},
   };
 }

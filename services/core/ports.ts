@@ -10,8 +10,16 @@ export interface Embedder {
   embed(texts: string[], purpose: 'query' | 'passage'): Promise<Float32Array[]>;
   /** Number of model tokens in a text (used to size chunks). */
   countTokens(text: string): number;
+  /**
+   * How countTokens counts, for code that counts on another thread (services/documents/prepare.ts
+   * chunks in a worker): the WordPiece tokenizer of a model directory, or the approximate count.
+   * Absent: only countTokens, on this thread, can count.
+   */
+  readonly tokenCounter?: TokenCounterSpec;
   close(): Promise<void>;
 }
+
+export type TokenCounterSpec = { kind: 'wordpiece'; modelDir: string } | { kind: 'approximate' };
 
 export interface Passage {
   documentId: string;
