@@ -29,6 +29,12 @@ type Mode = (typeof MODES)[number];
 const SPLITS = ['tune', 'test', 'all'] as const;
 type Split = (typeof SPLITS)[number];
 const CUTOFF = 10;
+/**
+ * Chunks asked per query. Results are chunks and the metrics score documents: a document with
+ * several chunks in the top 10 would leave fewer than 10 documents to score, so ask for more
+ * and keep the first 10 distinct documents (ranked by their best chunk).
+ */
+const DEFAULT_TOP_K = 3 * CUTOFF;
 
 interface Options {
   folder: string;
@@ -54,7 +60,7 @@ const USAGE = `usage: npm run eval -- <collection folder> [options]
   --limit-queries N       only the first N judged queries (file order)
   --out DIR               where the JSON report goes (default: bench/results)
   --qrels NAME            qrels/<NAME>.tsv (default: test)
-  --top-k N               top_k sent to /v1/search (default: 10); results are deduplicated
+  --top-k N               top_k sent to /v1/search (default: 30); results are deduplicated
                           per document and cut to 10 before scoring
   --modes a,b             subset of keyword,semantic,hybrid (default: all three)
   --concurrency N         parallel uploads (default: 8)
@@ -74,7 +80,7 @@ function parseOptions(argv: string[]): Options {
       'limit-queries': { type: 'string' },
       out: { type: 'string', default: 'bench/results' },
       qrels: { type: 'string', default: 'test' },
-      'top-k': { type: 'string', default: String(CUTOFF) },
+      'top-k': { type: 'string', default: String(DEFAULT_TOP_K) },
       modes: { type: 'string', default: MODES.join(',') },
       concurrency: { type: 'string', default: '8' },
       'query-concurrency': { type: 'string', default: '1' },

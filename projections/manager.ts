@@ -4,6 +4,7 @@ import type { EventStore } from '../services/core/eventStore';
 import { ConflictError, NotFoundError } from '../services/core/errors';
 import { activeVersion, type RebuildProgress, rebuild } from './rebuild';
 import { type Projection, type RunningProjection, type RunnerOptions, startKafkaProjection, startProjection, watchProjection } from './runner';
+import { rebuildTenant, tenantRebuildable, type TenantRebuildProgress } from './tenantRebuild';
 
 /** A projection by name; `rebuildable` ones are built per version (tables suffixed `_v<N>`). */
 export interface ProjectionDefinition {
@@ -23,7 +24,8 @@ export interface ProjectionInfo {
   lag_events: number | null;
   lag_seconds: number | null;
   rebuildable: boolean;
-  rebuild: RebuildProgress | null;
+  /** The running or last rebuild: of the whole projection, or of one tenant's rows (`tenant`: its slug). */
+  rebuild: RebuildProgress | TenantRebuildProgress | null;
 }
 
 /**
@@ -43,7 +45,10 @@ export async function startProjections(opts: {
   const log = opts.runner?.log ?? (() => undefined);
   const running = new Map<string, RunningProjection>();
   const versions = new Map<string, number>();
-  const rebuilds = new Map<string, RebuildProgress>();
+  const rebuilds = new Map<string, RebuildProgress | TenantRebuildProgress>();
+  /** Projections with a rebuild starting or running (whole or one tenant): one at a time each. */
+  const busy = new Set<string>();
+  const isTenantRebuild = (p: RebuildProgress | TenantRebuildProgress | undefined): p is TenantRebuildProgress => !!p && 'tenant' in p;
   const byName = new Map(definitions.map((d) => [d.name, d]));
 
   const launch = async (def: ProjectionDefinition, version: number): Promise<RunningProjection> => {
@@ -107,7 +112,8 @@ export async function startProjections(opts: {
           name: def.name,
           version: versions.get(def.name)!,
           source: s.source,
-          state: rebuilds.get(def.name)?.state === 'rebuilding' ? 'rebuilding' : s.state,
+          // A tenant's rebuild leaves the projection live for everyone else.
+          state: rebuilds.get(def.name)?.state === 'rebuilding' && !isTenantRebuild(rebuilds.get(def.name)) ? 'rebuilding' : s.state,
           error: s.error,
           position: s.position,
           lag_events: lagEvents,
@@ -120,14 +126,19 @@ export async function startProjections(opts: {
     },
     /** Starts a rebuild in the background; resolves with its first progress record. */
     async rebuild(name: string, onProgress?: (p: RebuildProgress) => void): Promise<{ progress: RebuildProgress; done: Promise<RebuildProgress> }> {
-      const def = byName.get(name);
-      if (!def) throw new NotFoundError('Projection');
-      if (!def.rebuildable) throw new ConflictError(`projection ${name} is not rebuildable online`);
-      if (rebuilds.get(name)?.state === 'rebuilding') throw new ConflictError(`projection ${name} is already rebuilding`);
+      const def = api.rebuildable(name);
+      if (busy.has(name)) throw new ConflictError(`projection ${name} is already rebuilding`);
+      busy.add(name);
       const current = versions.get(name)!;
-      const r = await pool.query<{ v: number | null }>('SELECT greatest(active_version, coalesce(building_version, 0)) AS v FROM platform.projection_versions WHERE name = $1', [name]);
-      const next = Math.max(current, r.rows[0]?.v ?? current) + 1;
-      await pool.query(`UPDATE platform.projection_versions SET building_version = $2, state = 'rebuilding', error = NULL, updated_at = now() WHERE name = $1`, [name, next]);
+      let next: number;
+      try {
+        const r = await pool.query<{ v: number | null }>('SELECT greatest(active_version, coalesce(building_version, 0)) AS v FROM platform.projection_versions WHERE name = $1', [name]);
+        next = Math.max(current, r.rows[0]?.v ?? current) + 1;
+        await pool.query(`UPDATE platform.projection_versions SET building_version = $2, state = 'rebuilding', error = NULL, updated_at = now() WHERE name = $1`, [name, next]);
+      } catch (err) {
+        busy.delete(name);
+        throw err;
+      }
       const progress: RebuildProgress = { name, version: next, done: 0, total: null, eventsPerSecond: 0, etaSeconds: null, state: 'rebuilding', error: null };
       rebuilds.set(name, progress);
       const done = (async () => {
@@ -156,6 +167,54 @@ export async function startProjections(opts: {
           await pool.query(`UPDATE platform.projection_versions SET building_version = NULL, state = 'failed', error = $2, updated_at = now() WHERE name = $1`, [name, progress.error]).catch(() => undefined);
           log('error', 'projection rebuild failed', { name, error: progress.error });
         }
+        busy.delete(name);
+        onProgress?.(progress);
+        return progress;
+      })();
+      return { progress, done };
+    },
+    /** The definition of a projection that can be rebuilt online (whole, or per tenant); 404 unknown, 409 not rebuildable. */
+    rebuildable(name: string, perTenant = false): ProjectionDefinition {
+      const def = byName.get(name);
+      if (!def) throw new NotFoundError('Projection');
+      if (!def.rebuildable || (perTenant && !tenantRebuildable(name))) throw new ConflictError(`projection ${name} is not rebuildable online`);
+      return def;
+    },
+    /**
+     * Rebuilds one tenant's rows of a live projection from position 0 of the event store into a
+     * scratch copy and swaps them in (projections/tenantRebuild.ts); other tenants are not touched.
+     * Starts in the background; resolves with its first progress record.
+     */
+    async rebuildTenant(name: string, tenant: { id: string; slug: string }, onProgress?: (p: TenantRebuildProgress) => void): Promise<{ progress: TenantRebuildProgress; done: Promise<TenantRebuildProgress> }> {
+      const def = api.rebuildable(name, true);
+      if (busy.has(name)) throw new ConflictError(`projection ${name} is already rebuilding`);
+      busy.add(name);
+      const version = versions.get(name)!;
+      const progress: TenantRebuildProgress = { name, version, tenant: tenant.slug, done: 0, total: null, eventsPerSecond: 0, etaSeconds: null, state: 'rebuilding', error: null };
+      rebuilds.set(name, progress);
+      const done = (async () => {
+        try {
+          await rebuildTenant({
+            store,
+            pool,
+            make: def.make,
+            name,
+            liveVersion: version,
+            source: running.get(name)!.status().source,
+            tenantId: tenant.id,
+            slug: tenant.slug,
+            log,
+            onProgress: (p) => {
+              Object.assign(progress, p);
+              onProgress?.(progress);
+            },
+          });
+        } catch (err) {
+          progress.state = 'failed';
+          progress.error = (err as Error).message;
+          log('error', 'tenant rebuild failed', { name, tenantId: tenant.id, error: progress.error });
+        }
+        busy.delete(name);
         onProgress?.(progress);
         return progress;
       })();

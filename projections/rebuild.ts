@@ -41,7 +41,7 @@ export async function rebuild(
   projection: Projection,
   opts: { batchSize?: number; onProgress?: (p: RebuildProgress) => void; log?: (l: 'info' | 'warn' | 'error', m: string, x?: Record<string, unknown>) => void } = {},
 ): Promise<{ events: number; seconds: number; position: GlobalPosition }> {
-  const batchSize = opts.batchSize ?? 1000;
+  const batchSize = opts.batchSize ?? 20_000;
   const log = opts.log ?? (() => undefined);
   const total = await countEvents(store, pool);
   const started = Date.now();

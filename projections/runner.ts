@@ -17,6 +17,12 @@ export interface Projection {
   readonly categories: string[];
   canHandle(type: string): boolean;
   apply(client: PoolClient, event: RecordedEvent): Promise<void>;
+  /**
+   * Optional batched `apply`: the same effect as applying `events` one by one, in order, in the
+   * same transaction (fewer round trips). It receives only the events `apply` would have: handled
+   * types, tenant checked, keyed duplicates removed.
+   */
+  applyMany?(client: PoolClient, events: RecordedEvent[]): Promise<void>;
   /** Runs after the batch committed (e.g. wake a worker, update an in-memory cache). */
   afterCommit?(events: RecordedEvent[]): void;
 }
@@ -45,6 +51,12 @@ export interface RunningProjection {
 
 export interface RunnerOptions {
   batchSize?: number;
+  /**
+   * Events read per batch while a store-reading projection is catching up (the previous batch
+   * was full), e.g. from position 0 after a version bump: fewer, larger transactions. Defaults
+   * to 5,000, or to `batchSize` when that is given.
+   */
+  catchUpBatchSize?: number;
   idlePollMs?: number;
   log?: (level: 'info' | 'warn' | 'error', msg: string, extra?: Record<string, unknown>) => void;
 }
@@ -118,10 +130,18 @@ export async function applyBatch(
         log('warn', 'event dead-lettered', { projection: base, eventId: event.eventId, reason: mismatch });
         continue;
       }
+      if (projection.applyMany) {
+        applied.push(event);
+        continue;
+      }
       await projection.apply(client, event);
       // An apply may have entered a tenant's scope; checkpoints are written as the platform role.
       await client.query('RESET ROLE; SET LOCAL search_path TO platform');
       applied.push(event);
+    }
+    if (projection.applyMany && applied.length) {
+      await projection.applyMany(client, applied);
+      await client.query('RESET ROLE; SET LOCAL search_path TO platform');
     }
     const last = events[events.length - 1];
     const entries: [string, GlobalPosition][] = mode === 'global' ? [] : [...dirty].map((k): [string, GlobalPosition] => [k, keyed.get(k)!]);
@@ -172,6 +192,8 @@ function makeWaiters() {
 export function startProjection(store: EventStore, pool: Pool, projection: Projection, opts: RunnerOptions = {}): RunningProjection {
   const name = checkpointName(projection);
   const batchSize = opts.batchSize ?? 500;
+  const catchUpBatchSize = Math.max(batchSize, opts.catchUpBatchSize ?? opts.batchSize ?? 5000);
+  let limit = batchSize;
   const idlePollMs = opts.idlePollMs ?? 250;
   const log = opts.log ?? (() => undefined);
   let position: GlobalPosition = START;
@@ -199,14 +221,16 @@ export function startProjection(store: EventStore, pool: Pool, projection: Proje
     }
     while (!stopped) {
       try {
-        const events = await store.readAll({ after: position, limit: batchSize });
+        const events = await store.readAll({ after: position, limit });
         if (events.length === 0) {
+          limit = batchSize;
           state = 'live';
           waiters.settle((p) => p <= position);
           await sleep(idlePollMs);
           continue;
         }
-        state = events.length === batchSize ? 'catching_up' : 'live';
+        state = events.length === limit ? 'catching_up' : 'live';
+        limit = events.length === limit ? catchUpBatchSize : batchSize;
         const { applied } = await applyBatch(pool, projection, events, 'global', log);
         const last = events[events.length - 1]!;
         position = last.position;

@@ -21,6 +21,8 @@ export interface Env {
   redisUrl: string | null;
   openai: { baseURL: string; apiKey: string; chatModel: string; embeddingModel: string | null } | null;
   modelDir: string;
+  /** EMBEDDER: `auto`, `hashing` or `hashing:<dimensions>`. */
+  embedderChoice: string;
   embedWorkers: number;
   embedThreads: number;
   embedBatch: number;
@@ -92,6 +94,7 @@ export function loadEnv(e: NodeJS.ProcessEnv = process.env): Env {
     redisUrl: e.REDIS_URL || null,
     openai,
     modelDir: resolve(e.MODEL_DIR || join(__dirname, '..', 'models', 'all-minilm-l6-v2-q')),
+    embedderChoice: e.EMBEDDER || 'auto',
     embedWorkers: int(e.EMBED_WORKERS, 1, 'EMBED_WORKERS'),
     embedThreads: int(e.EMBED_THREADS, 1, 'EMBED_THREADS'),
     embedBatch: int(e.EMBED_BATCH, 16, 'EMBED_BATCH'),

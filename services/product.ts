@@ -3,13 +3,14 @@ import { join } from 'node:path';
 import pino from 'pino';
 import { createKafkaBus } from '../infra/bus/kafka';
 import { type Relay, startRelay } from '../infra/bus/relay';
-import { createEmbedder } from '../infra/embeddings';
+import { createEmbedder, createEmbedderRegistry, type EmbedderConfig } from '../infra/embeddings';
+import { ensureServingRows, servingEmbedders } from '../projections/index/servingEmbedders';
 import { createPostgresEventStore } from '../infra/eventstore/postgres';
 import { createOpenAIAnswerer } from '../infra/llm/openaiAnswerer';
 import { createPostgresContentStore } from '../infra/postgres/contentStore';
 import { type EmbeddedPostgres, startEmbeddedPostgres } from '../infra/postgres/embedded';
 import { createPool } from '../infra/postgres/pool';
-import { migratePlatform } from '../infra/postgres/schema';
+import { migratePlatform, migrateTenantSchemas } from '../infra/postgres/schema';
 import { createEmbeddedIndex } from '../infra/vectors/embedded';
 import { catalogProjection } from '../projections/catalog/catalogProjection';
 import { startIndexer, type Indexer } from '../projections/index/indexer';
@@ -72,6 +73,8 @@ export async function startProduct(env: Env, opts: { logger?: pino.Logger; roles
     const pool = createPool(databaseUrl, { max: env.pgPoolMax });
     stops.push(() => pool.end());
     await migratePlatform(pool);
+    const migrated = await migrateTenantSchemas(pool);
+    if (migrated) log('info', 'tenant schemas migrated to per-embedder chunk sets', { schemas: migrated });
 
     let store: EventStore;
     if (env.eventstoreUrl) {
@@ -84,15 +87,27 @@ export async function startProduct(env: Env, opts: { logger?: pino.Logger; roles
     const content = createPostgresContentStore(pool);
 
     // ---- models ----
-    const { embedder, degraded } = await createEmbedder({
+    const embedderConfig: EmbedderConfig = {
       openai: env.openai?.embeddingModel ? { baseURL: env.openai.baseURL, apiKey: env.openai.apiKey, model: env.openai.embeddingModel } : undefined,
       modelDir: env.modelDir,
       workers: env.embedWorkers,
       threads: env.embedThreads,
       batchSize: env.embedBatch,
+      choice: env.embedderChoice,
       log: (level, msg) => log(level, msg),
-    });
+    };
+    const { embedder, degraded } = await createEmbedder(embedderConfig);
     stops.push(() => embedder.close());
+    // Earlier embedders that tenants still serve during a re-embedding, loaded on demand: an
+    // OpenAI-compatible one needs a configured server (its model name comes from the embedder id).
+    const registry = createEmbedderRegistry(embedder, {
+      ...embedderConfig,
+      openai: env.openai ? { baseURL: env.openai.baseURL, apiKey: env.openai.apiKey, model: env.openai.embeddingModel ?? '' } : undefined,
+    });
+    stops.push(() => registry.close());
+    const serving = servingEmbedders(pool, registry);
+    // Before any search: tenants without a serving row keep reading the sets they have.
+    await ensureServingRows(pool, embedder.id);
     log('info', 'embedder ready', { embedder: embedder.id, semantic: embedder.semantic });
     const answerer = env.openai
       ? createOpenAIAnswerer({ baseURL: env.openai.baseURL, apiKey: env.openai.apiKey, model: env.openai.chatModel, timeoutMs: 60_000, maxRetries: 2 })
@@ -102,7 +117,7 @@ export async function startProduct(env: Env, opts: { logger?: pino.Logger; roles
     let index: KnowledgeIndex;
     if (env.weaviateUrl) {
       const { createWeaviateIndex } = await import('../infra/vectors/weaviate');
-      index = await createWeaviateIndex({ url: env.weaviateUrl, grpcPort: env.weaviateGrpcPort, pool, embedderId: () => embedder.id, dimensions: embedder.dimensions, collection: env.weaviateCollection });
+      index = await createWeaviateIndex({ url: env.weaviateUrl, grpcPort: env.weaviateGrpcPort, pool, embedderId: () => embedder.id, dimensions: embedder.dimensions, collection: env.weaviateCollection, dimensionsOf: (id) => registry.dimensionsOf(id) });
     } else {
       index = createEmbeddedIndex(pool, { embedderId: () => embedder.id });
     }
@@ -145,6 +160,10 @@ export async function startProduct(env: Env, opts: { logger?: pino.Logger; roles
         ['vectors', () => index.dropTenant(tenantId)],
         ['content', () => content.deleteTenant(tenantId)],
         ['rate limits and idempotency keys', () => limiter.forgetPrefix(`${redisKey(tenantId)}:`)],
+        [
+          'serving embedders',
+          () => pool.query('DELETE FROM platform.tenant_embedders WHERE tenant_id = $1 OR tenant_id IN (SELECT snapshot_id FROM platform.snapshots WHERE tenant_id = $1)', [tenantId]),
+        ],
         ['snapshots', () => dropSnapshots({ pool, content, index }, tenantId)],
         ['streams', async () => Promise.all((await store.streamsOfTenant(tenantId)).map((s) => store.deleteStream(s)))],
       ];
@@ -176,7 +195,7 @@ export async function startProduct(env: Env, opts: { logger?: pino.Logger; roles
     ];
     if (roles.indexer) {
       indexer = startIndexer(
-        { pool, store, content, index, embedder },
+        { pool, store, content, index, embedder, registry },
         { concurrency: env.indexConcurrency, embedBatch: Math.max(env.embedBatch, 16) * 4, maxTokens: 256, overlapTokens: 32, leaseMs: 10 * 60_000, maxAttempts: 3, log },
       );
       stops.push(() => indexer!.stop());
@@ -201,6 +220,7 @@ export async function startProduct(env: Env, opts: { logger?: pino.Logger; roles
       content,
       index,
       embedder,
+      serving,
       embedderDegraded: degraded,
       answerer,
       limiter,

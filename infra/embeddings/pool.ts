@@ -185,6 +185,7 @@ export async function createEmbedderPool(opts: EmbedderPoolOptions): Promise<Emb
       return out;
     },
     countTokens: (text) => tokenizer.tokenize(text).length,
+    tokenCounter: { kind: 'wordpiece', modelDir: opts.modelDir },
     async close() {
       if (closed) return;
       closed = true;

@@ -107,6 +107,21 @@ CREATE TABLE IF NOT EXISTS platform.projection_versions (
   error text,
   updated_at timestamptz NOT NULL DEFAULT now()
 );
+-- Zero-downtime re-embedding: per tenant (or snapshot) the embedder whose chunk sets search
+-- serves, the one being built beside it, and the sets left to drop after a switch.
+CREATE TABLE IF NOT EXISTS platform.tenant_embedders (
+  tenant_id uuid PRIMARY KEY,
+  serving_embedder text NOT NULL,
+  serving_loadable boolean NOT NULL DEFAULT true,
+  building_embedder text,
+  docs_done integer NOT NULL DEFAULT 0,
+  docs_total integer NOT NULL DEFAULT 0,
+  started_at timestamptz,
+  switched_at timestamptz,
+  drop_embedders text[] NOT NULL DEFAULT '{}',
+  drop_after timestamptz,
+  updated_at timestamptz NOT NULL DEFAULT now()
+);
 CREATE SCHEMA IF NOT EXISTS content;
 REVOKE ALL ON SCHEMA content FROM PUBLIC;
 CREATE TABLE IF NOT EXISTS content.blobs (
@@ -161,6 +176,8 @@ CREATE TABLE ${schema}.document_index (
   chunks_total integer NOT NULL DEFAULT 0,
   chunks_done integer NOT NULL DEFAULT 0,
   embedder_id text,
+  -- Embedders with a complete chunk set of ready_version (two during a re-embedding).
+  embedder_sets text[] NOT NULL DEFAULT '{}',
   format text,
   updated_at timestamptz NOT NULL
 );
@@ -175,11 +192,49 @@ CREATE TABLE ${schema}.chunks (
   tsv tsvector GENERATED ALWAYS AS (to_tsvector('english', text)) STORED,
   embedder_id text NOT NULL,
   embedding bytea NOT NULL,
-  PRIMARY KEY (document_id, version, chunk_index)
+  -- The embedder is part of a chunk set's identity: its tokenizer decides the boundaries, and a
+  -- re-embedding stages the new set beside the served one.
+  PRIMARY KEY (document_id, version, embedder_id, chunk_index)
 );
 -- No GIN index on tsv: keyword search ranks with BM25 over the lexemes loaded in memory
 -- (infra/vectors/bm25.ts), and the index cost most of each chunk insert.
 `;
+}
+
+/**
+ * Brings tenant and snapshot schemas created before chunk sets were per embedder up to date:
+ * document_index.embedder_sets (backfilled with the ready version's embedder) and the chunks key
+ * with embedder_id. Idempotent; runs at start under the platform migration lock.
+ */
+export async function migrateTenantSchemas(pool: Pool): Promise<number> {
+  const client = await pool.connect();
+  try {
+    await client.query('BEGIN');
+    await client.query('SELECT pg_advisory_xact_lock(7157001)');
+    const stale = await client.query<{ schema: string }>(
+      `SELECT n.nspname AS schema FROM pg_class t JOIN pg_namespace n ON n.oid = t.relnamespace
+       WHERE t.relname = 'chunks' AND t.relkind = 'r' AND pg_get_userbyid(n.nspowner) = $1
+         AND NOT EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = (quote_ident(n.nspname) || '.document_index')::regclass
+                         AND a.attname = 'embedder_sets' AND NOT a.attisdropped)`,
+      [SCHEMA_OWNER],
+    );
+    await client.query(`SET LOCAL ROLE ${SCHEMA_OWNER}`);
+    for (const { schema } of stale.rows) {
+      const s = `"${schema.replace(/"/g, '""')}"`;
+      await client.query(`
+ALTER TABLE ${s}.document_index ADD COLUMN IF NOT EXISTS embedder_sets text[] NOT NULL DEFAULT '{}';
+UPDATE ${s}.document_index SET embedder_sets = ARRAY[embedder_id] WHERE ready_version IS NOT NULL AND embedder_id IS NOT NULL;
+ALTER TABLE ${s}.chunks DROP CONSTRAINT IF EXISTS chunks_pkey;
+ALTER TABLE ${s}.chunks ADD PRIMARY KEY (document_id, version, embedder_id, chunk_index);`);
+    }
+    await client.query('COMMIT');
+    return stale.rows.length;
+  } catch (err) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw err;
+  } finally {
+    client.release();
+  }
 }
 
 export async function createTenantSchema(client: PoolClient, tenantId: string): Promise<void> {

@@ -18,7 +18,12 @@ interface DocVectors {
 }
 
 interface TenantVectors {
+  /** The serving embedder: the only one whose vectors are loaded. */
   embedderId: string | null;
+  /** Keyword-only set for documents without a serving set (see SearchScope.fallbackEmbedderId). */
+  fallbackId: string | null;
+  /** Which embedder's chunk set each document is searched with. */
+  docEmbedder: Map<string, string>;
   docs: Map<string, DocVectors>;
   bm25: Bm25Index;
 }
@@ -37,7 +42,14 @@ interface ChunkRow {
   chunk_index: number;
   tsv: string;
   embedding: Buffer | null;
+  embedder_id: string;
 }
+
+/**
+ * Per document, the chunk set searched: the serving embedder's when the document has it complete,
+ * else the fallback's (keyword only); $1 serving, $2 fallback (may be null: no match).
+ */
+const SET_CHOICE = `c.embedder_id = CASE WHEN $1::text = ANY(di.embedder_sets) THEN $1::text ELSE $2::text END`;
 
 /** Rows per FETCH while loading a tenant: bounds the memory a load holds beyond the index itself. */
 const LOAD_BATCH = 2000;
@@ -68,17 +80,20 @@ export function createEmbeddedIndex(pool: Pool, opts: { embedderId: () => string
   const epochs = new Map<string, number>();
 
   function noteChange(tenantId: string, documentId: string): void {
-    changedWhileLoading.get(tenantId)?.add(documentId);
+    for (const [key, changed] of changedWhileLoading) if (key.startsWith(`${tenantId}\u0000`)) changed.add(documentId);
   }
+  const isLoading = (tenantId: string) => [...loading.keys()].some((k) => k.startsWith(`${tenantId}\u0000`));
 
   /** Installs one document's rows (its ready version's chunks, all of one version) in the tenant's state. */
   function installDoc(tv: TenantVectors, documentId: string, rows: ChunkRow[], bulk = false): void {
     if (rows.length === 0) {
       tv.docs.delete(documentId);
+      tv.docEmbedder.delete(documentId);
       tv.bm25.removeDocument(documentId);
       return;
     }
     const version = rows[0]!.version;
+    tv.docEmbedder.set(documentId, rows[0]!.embedder_id);
     const withVectors = rows.filter((r) => r.embedding !== null);
     if (withVectors.length) tv.docs.set(documentId, packDoc(version, withVectors.map((r) => ({ chunkIndex: r.chunk_index, vector: fromBytes(r.embedding!) }))));
     else tv.docs.delete(documentId);
@@ -93,10 +108,10 @@ export function createEmbeddedIndex(pool: Pool, opts: { embedderId: () => string
       async (c) =>
         (
           await c.query<ChunkRow>(
-            `SELECT c.document_id, c.version, c.chunk_index, c.tsv::text AS tsv, CASE WHEN c.embedder_id = $2 THEN c.embedding END AS embedding
+            `SELECT c.document_id, c.version, c.chunk_index, c.tsv::text AS tsv, c.embedder_id, CASE WHEN c.embedder_id = $1 THEN c.embedding END AS embedding
              FROM chunks c JOIN document_index di ON di.document_id = c.document_id AND di.ready_version = c.version
-             WHERE c.document_id = $1 ORDER BY c.chunk_index`,
-            [documentId, tv.embedderId],
+             WHERE c.document_id = $3 AND ${SET_CHOICE} ORDER BY c.chunk_index`,
+            [tv.embedderId, tv.fallbackId, documentId],
           )
         ).rows,
       { readOnly: true },
@@ -104,35 +119,42 @@ export function createEmbeddedIndex(pool: Pool, opts: { embedderId: () => string
     installDoc(tv, documentId, rows);
   }
 
-  async function load(tenantId: string): Promise<TenantVectors> {
+  /**
+   * The tenant's searchable state for one (serving, fallback) pair of embedders. A switch of the
+   * serving embedder loads a new state; the old one keeps answering until the new one is installed.
+   */
+  async function load(tenantId: string, scope: SearchScope): Promise<TenantVectors> {
+    const embedderId = scope.embedderId ?? opts.embedderId();
+    const fallbackId = scope.fallbackEmbedderId ?? null;
     const cached = tenants.get(tenantId);
-    if (cached) return cached;
-    let p = loading.get(tenantId);
+    if (cached && cached.embedderId === embedderId && cached.fallbackId === fallbackId) return cached;
+    const loadKey = `${tenantId}\u0000${embedderId}\u0000${fallbackId ?? ''}`;
+    let p = loading.get(loadKey);
     if (!p) {
       const changed = new Set<string>();
-      changedWhileLoading.set(tenantId, changed);
+      changedWhileLoading.set(loadKey, changed);
       const epoch = epochs.get(tenantId) ?? 0;
       const done = () => {
-        if (changedWhileLoading.get(tenantId) !== changed) return;
-        changedWhileLoading.delete(tenantId);
-        loading.delete(tenantId);
+        if (changedWhileLoading.get(loadKey) !== changed) return;
+        changedWhileLoading.delete(loadKey);
+        loading.delete(loadKey);
       };
       p = (async () => {
-        const embedderId = opts.embedderId();
-        const tv: TenantVectors = { embedderId, docs: new Map(), bm25: new Bm25Index() };
+        const tv: TenantVectors = { embedderId, fallbackId, docEmbedder: new Map(), docs: new Map(), bm25: new Bm25Index() };
         if (!(await tenantSchemaExists(pool, tenantId))) return tv;
         // One snapshot, read through a cursor so that at most LOAD_BATCH rows are held at once.
-        // Every chunk of a ready version is keyword-searchable; its vector only when of the current embedder.
+        // Per ready version, the chunk set chosen by SET_CHOICE; vectors only of the serving embedder.
         await withTenant(
           pool,
           tenantId,
           async (c) => {
             await c.query(
               `DECLARE tr_load NO SCROLL CURSOR FOR
-               SELECT c.document_id, c.version, c.chunk_index, c.tsv::text AS tsv, CASE WHEN c.embedder_id = $1 THEN c.embedding END AS embedding
+               SELECT c.document_id, c.version, c.chunk_index, c.tsv::text AS tsv, c.embedder_id, CASE WHEN c.embedder_id = $1 THEN c.embedding END AS embedding
                FROM chunks c JOIN document_index di ON di.document_id = c.document_id AND di.ready_version = c.version
+               WHERE ${SET_CHOICE}
                ORDER BY c.document_id, c.chunk_index`,
-              [embedderId],
+              [embedderId, fallbackId],
             );
             let group: ChunkRow[] = [];
             for (;;) {
@@ -163,7 +185,7 @@ export function createEmbeddedIndex(pool: Pool, opts: { embedderId: () => string
         if ((epochs.get(tenantId) ?? 0) === epoch) tenants.set(tenantId, tv);
         return tv;
       })().finally(done);
-      loading.set(tenantId, p);
+      loading.set(loadKey, p);
     }
     return p;
   }
@@ -187,7 +209,7 @@ export function createEmbeddedIndex(pool: Pool, opts: { embedderId: () => string
 
   // Staged vectors of document versions being indexed, moved into the searchable set on activate.
   const staged = new Map<string, StagedChunk[]>();
-  const stageKey = (t: string, d: string, v: number) => `${t}/${d}/${v}`;
+  const stageKey = (t: string, d: string, v: number, e: string) => `${t}/${d}/${v}/${e}`;
 
   return {
     kind: 'embedded',
@@ -213,7 +235,7 @@ export function createEmbeddedIndex(pool: Pool, opts: { embedderId: () => string
         const inserted = await c.query<{ chunk_index: number; tsv: string }>(
           `INSERT INTO chunks (document_id, chunk_index, version, text, heading_path, page, token_count, embedding, embedder_id)
            VALUES ${rows.join(', ')}
-           ON CONFLICT (document_id, version, chunk_index) DO UPDATE
+           ON CONFLICT (document_id, version, embedder_id, chunk_index) DO UPDATE
              SET text = EXCLUDED.text, embedding = EXCLUDED.embedding, embedder_id = EXCLUDED.embedder_id
            RETURNING chunk_index, tsv::text AS tsv`,
           values,
@@ -221,22 +243,35 @@ export function createEmbeddedIndex(pool: Pool, opts: { embedderId: () => string
         await c.query('UPDATE document_index SET chunks_done = chunks_done + $2, updated_at = now() WHERE document_id = $1 AND version = $3', [documentId, chunks.length, version]);
         return new Map(inserted.rows.map((r) => [r.chunk_index, r.tsv]));
       });
-      const key = stageKey(tenantId, documentId, version);
+      const key = stageKey(tenantId, documentId, version, embedderId);
       const list = staged.get(key) ?? [];
       for (const ch of chunks) list.push({ chunkIndex: ch.chunkIndex, vector: ch.vector, tsv: tsvs.get(ch.chunkIndex) ?? '' });
       staged.set(key, list);
     },
     async activate(tenantId, documentId, version, info) {
-      const key = stageKey(tenantId, documentId, version);
+      const key = stageKey(tenantId, documentId, version, info.embedderId);
+      let beside = false;
       const ok = await withTenant(pool, tenantId, async (c) => {
-        const cur = await c.query<{ version: number }>('SELECT version FROM document_index WHERE document_id = $1 FOR UPDATE', [documentId]);
+        const cur = await c.query<{ version: number; ready_version: number | null }>('SELECT version, ready_version FROM document_index WHERE document_id = $1 FOR UPDATE', [
+          documentId,
+        ]);
         if (cur.rows[0]?.version !== version) {
           await c.query('DELETE FROM chunks WHERE document_id = $1 AND version = $2', [documentId, version]);
           return false;
         }
+        if (cur.rows[0].ready_version === version) {
+          // A re-embedding of the served version: the new set joins the served ones, nothing is dropped.
+          beside = true;
+          await c.query(
+            `UPDATE document_index SET embedder_sets = CASE WHEN $2::text = ANY(embedder_sets) THEN embedder_sets ELSE array_append(embedder_sets, $2::text) END,
+               chunks_done = chunks_total, status = 'ready', error = NULL, updated_at = now() WHERE document_id = $1`,
+            [documentId, info.embedderId],
+          );
+          return true;
+        }
         await c.query(
           `UPDATE document_index SET ready_version = $2, status = 'ready', error = NULL, chunks_total = $3, chunks_done = $3,
-             embedder_id = $4, format = $5, updated_at = now() WHERE document_id = $1`,
+             embedder_id = $4, embedder_sets = ARRAY[$4::text], format = $5, updated_at = now() WHERE document_id = $1`,
           [documentId, version, info.chunkCount, info.embedderId, info.format],
         );
         await c.query('DELETE FROM chunks WHERE document_id = $1 AND version <> $2', [documentId, version]);
@@ -245,21 +280,24 @@ export function createEmbeddedIndex(pool: Pool, opts: { embedderId: () => string
       let items = staged.get(key) ?? [];
       staged.delete(key);
       if (!ok) return false;
-      if (loading.has(tenantId)) {
+      if (isLoading(tenantId)) {
         noteChange(tenantId, documentId);
         return true;
       }
       const tv = tenants.get(tenantId);
       if (!tv) return true; // not loaded: the first search reads the durable copy
+      // A set built beside the served one changes nothing searched until the tenant switches.
+      if (beside && info.embedderId !== tv.embedderId && info.embedderId !== tv.fallbackId) return true;
       // Staged by another process or before a restart (or duplicated by a retry): the durable copy is authoritative.
       const complete = items.length === info.chunkCount && new Set(items.map((it) => it.chunkIndex)).size === items.length;
-      if (!complete) {
+      if (!complete || beside || info.embedderId !== tv.embedderId) {
         await refreshDoc(tenantId, tv, documentId);
         return true;
       }
       items = [...items].sort((a, b) => a.chunkIndex - b.chunkIndex);
-      if (items.length && tv.embedderId === info.embedderId) tv.docs.set(documentId, packDoc(version, items));
+      if (items.length) tv.docs.set(documentId, packDoc(version, items));
       else tv.docs.delete(documentId);
+      tv.docEmbedder.set(documentId, info.embedderId);
       tv.bm25.setDocument(documentId, version, items.map((it) => ({ chunkIndex: it.chunkIndex, terms: parseTsvector(it.tsv) })));
       return true;
     },
@@ -267,15 +305,17 @@ export function createEmbeddedIndex(pool: Pool, opts: { embedderId: () => string
       noteChange(tenantId, documentId);
       const tv = tenants.get(tenantId);
       tv?.docs.delete(documentId);
+      tv?.docEmbedder.delete(documentId);
       tv?.bm25.removeDocument(documentId);
       for (const k of staged.keys()) if (k.startsWith(`${tenantId}/${documentId}/`)) staged.delete(k);
     },
     async keyword(tenantId, query, scope: SearchScope) {
-      const [tv, terms] = await Promise.all([load(tenantId), analyze(query)]);
-      return tv.bm25.search(terms, Math.max(scope.topK, 1), scope.documentId);
+      const [tv, terms] = await Promise.all([load(tenantId, scope), analyze(query)]);
+      return tv.bm25.search(terms, Math.max(scope.topK, 1), scope.documentId).map((c) => ({ ...c, embedderId: tv.docEmbedder.get(c.documentId) }));
     },
     async vector(tenantId, query, scope: SearchScope) {
-      const tv = await load(tenantId);
+      const tv = await load(tenantId, scope);
+      const embedderId = tv.embedderId ?? undefined;
       const k = Math.max(scope.topK, 1);
       const dims = query.length;
       // Bounded min-heap would be faster for large k; k is small (<= 100), so keep a sorted array.
@@ -305,7 +345,7 @@ export function createEmbeddedIndex(pool: Pool, opts: { embedderId: () => string
           for (; d < dims; d++) s0 += vectors[base + d]! * query[d]!;
           const s = s0 + s1 + s2 + s3;
           if (top.length < k || s > worst) {
-            const cand = { documentId, version: doc.version, chunkIndex: chunkIndexes[i]!, score: s };
+            const cand = { documentId, version: doc.version, chunkIndex: chunkIndexes[i]!, score: s, embedderId };
             let pos = top.length;
             while (pos > 0 && top[pos - 1]!.score < s) pos--;
             top.splice(pos, 0, cand);
@@ -322,25 +362,51 @@ export function createEmbeddedIndex(pool: Pool, opts: { embedderId: () => string
         pool,
         tenantId,
         async (c) => {
-          const r = await c.query<{ document_id: string; version: number; chunk_index: number; text: string; heading_path: string[]; page: number | null; filename: string }>(
-            `SELECT c.document_id, c.version, c.chunk_index, c.text, c.heading_path, c.page, d.filename
-             FROM unnest($1::uuid[], $2::int[], $3::int[]) AS k(document_id, version, chunk_index)
+          const r = await c.query<{
+            document_id: string;
+            version: number;
+            chunk_index: number;
+            text: string;
+            heading_path: string[];
+            page: number | null;
+            filename: string;
+            embedder_id: string;
+          }>(
+            // A candidate names its chunk set; one without (an older caller) reads the document's first set.
+            `SELECT c.document_id, c.version, c.chunk_index, c.text, c.heading_path, c.page, d.filename, c.embedder_id
+             FROM unnest($1::uuid[], $2::int[], $3::int[], $4::text[]) AS k(document_id, version, chunk_index, embedder_id)
+             JOIN document_index di ON di.document_id = k.document_id AND di.ready_version = k.version
              JOIN chunks c ON c.document_id = k.document_id AND c.version = k.version AND c.chunk_index = k.chunk_index
-             JOIN document_index di ON di.document_id = c.document_id AND di.ready_version = c.version
+               AND c.embedder_id = COALESCE(k.embedder_id, di.embedder_id)
              JOIN documents d ON d.document_id = c.document_id`,
-            [candidates.map((x) => x.documentId), candidates.map((x) => x.version), candidates.map((x) => x.chunkIndex)],
+            [candidates.map((x) => x.documentId), candidates.map((x) => x.version), candidates.map((x) => x.chunkIndex), candidates.map((x) => x.embedderId ?? null)],
           );
           const byKey = new Map(r.rows.map((row) => [`${row.document_id}/${row.version}/${row.chunk_index}`, row]));
           const hits: Hit[] = [];
           for (const cand of candidates) {
             const row = byKey.get(`${cand.documentId}/${cand.version}/${cand.chunkIndex}`);
             if (!row) continue;
-            hits.push({ ...cand, text: row.text, filename: row.filename, headingPath: row.heading_path ?? [], page: row.page });
+            hits.push({ ...cand, embedderId: row.embedder_id, text: row.text, filename: row.filename, headingPath: row.heading_path ?? [], page: row.page });
           }
           return hits;
         },
         { readOnly: true },
       );
+    },
+    async dropEmbedderSets(tenantId, embedderId) {
+      if (!(await tenantSchemaExists(pool, tenantId))) return;
+      await withTenant(pool, tenantId, async (c) => {
+        await c.query('DELETE FROM chunks WHERE embedder_id = $1', [embedderId]);
+        await c.query(
+          `UPDATE document_index SET embedder_sets = array_remove(embedder_sets, $1::text),
+             embedder_id = CASE WHEN embedder_id = $1::text THEN (array_remove(embedder_sets, $1::text))[1] ELSE embedder_id END
+           WHERE $1::text = ANY(embedder_sets) OR embedder_id = $1::text`,
+          [embedderId],
+        );
+      });
+      const tv = tenants.get(tenantId);
+      if (tv && (tv.embedderId === embedderId || tv.fallbackId === embedderId)) tenants.delete(tenantId);
+      for (const k of staged.keys()) if (k.startsWith(`${tenantId}/`) && k.endsWith(`/${embedderId}`)) staged.delete(k);
     },
     async embedderIds(tenantId) {
       if (!(await tenantSchemaExists(pool, tenantId))) return [];

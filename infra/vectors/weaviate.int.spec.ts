@@ -71,6 +71,7 @@ if (!fromEnv && !dockerAnswers()) {
 
     afterAll(async () => {
       await raw?.collections.delete(collection).catch(() => undefined);
+      await raw?.collections.delete(`${collection}_256d`).catch(() => undefined);
       await raw?.close();
       await index?.close();
       await pool?.end();
@@ -337,6 +338,48 @@ if (!fromEnv && !dockerAnswers()) {
         // A DocumentDeleted redelivered after the tenant is gone has nothing left to do.
         await expect(index.forgetDocument(doomed, randomUUID())).resolves.toBeUndefined();
       });
+    });
+
+    it('builds another embedder\'s set (another width) beside the served one, searches one set at a time, then drops the old', async () => {
+      const other = createHashingEmbedder(256);
+      const tenant = randomUUID();
+      await provision(tenant);
+      const doc = randomUUID();
+      const texts = ['Re-embedding keeps answering about the walrus.', 'Walrus colonies and their habits.'];
+      await indexDocument(tenant, doc, 1, texts);
+      const otherVectors = await other.embed(texts, 'passage');
+      await index.stageChunks(tenant, doc, 1, other.id, texts.map((text, i) => ({ chunkIndex: i, text, headingPath: [], page: null, tokenCount: 5, vector: otherVectors[i]! })));
+      // Activating a set of the served version adds it beside the served one; nothing is dropped.
+      await expect(index.activate(tenant, doc, 1, { chunkCount: 2, embedderId: other.id, format: 'markdown' })).resolves.toBe(true);
+      expect(await objectCount(tenant)).toBe(2); // the 256-wide vectors live in a collection of their own
+      expect((await raw.collections.get(`${collection}_256d`).withTenant(weaviateTenant(tenant)).aggregate.overAll()).totalCount).toBe(2);
+
+      const served = { topK: 5, embedderId: embedder.id };
+      for (const got of [
+        await index.keyword(tenant, 'walrus', served),
+        await index.vector(tenant, await embedQuery('walrus habits'), served),
+        await index.hybrid(tenant, 'walrus habits', await embedQuery('walrus habits'), served),
+      ]) {
+        expect(got).toHaveLength(2);
+        expect(got.every((c) => c.embedderId === embedder.id)).toBe(true);
+      }
+      // After the tenant's switch: the other set only, hydrated from its own rows.
+      const next = { topK: 5, embedderId: other.id };
+      const [q] = await other.embed(['walrus habits'], 'query');
+      for (const got of [await index.keyword(tenant, 'walrus', next), await index.vector(tenant, q!, next), await index.hybrid(tenant, 'walrus habits', q!, next)]) {
+        expect(got).toHaveLength(2);
+        expect(got.every((c) => c.embedderId === other.id)).toBe(true);
+      }
+      const hits = await index.hydrate(tenant, await index.vector(tenant, q!, next));
+      expect(hits.map((h) => h.embedderId)).toEqual([other.id, other.id]);
+
+      await index.dropEmbedderSets(tenant, embedder.id);
+      expect(await objectCount(tenant)).toBe(0);
+      expect(await index.keyword(tenant, 'walrus', served)).toEqual([]);
+      expect(await index.keyword(tenant, 'walrus', next)).toHaveLength(2);
+      expect(await index.embedderIds(tenant)).toEqual([other.id]);
+      await index.dropTenant(tenant);
+      expect(await raw.collections.get(`${collection}_256d`).tenants.getByName(weaviateTenant(tenant))).toBeNull();
     });
 
     it('answers ping, and rejects vectors of the wrong dimensions', async () => {

@@ -24,6 +24,12 @@ import { createEmbeddedIndex } from './embedded';
  * Weaviate before `activate()` makes it the document's `ready_version` in Postgres (and stale
  * objects may linger for a moment after), so every search drops candidates whose version is not
  * the ready one before it cuts the list to topK.
+ *
+ * Embedders: every object records its embedder, and every search filters on the tenant's serving
+ * embedder (SearchScope.embedderId), so a re-embedding's new objects live beside the served ones
+ * unseen until the tenant switches. An HNSW index fixes its dimensions per shard, so vectors of
+ * each width live in a collection of their own: `<collection>` for 384 (all-MiniLM-L6-v2 and the
+ * hashing fallback, as before) and `<collection>_<n>d` for any other width n.
  */
 
 /** Properties of one object; the vector is the chunk's embedding. */
@@ -52,8 +58,10 @@ export interface WeaviateIndexOptions {
   embedderId: () => string;
   /** Length of every vector written or queried; a mismatch is a configuration error, reported as such. */
   dimensions: number;
-  /** Default 'TenantChunk'. A change of embedding dimensions needs a new collection (HNSW fixes them per shard). */
+  /** Default 'TenantChunk'; vectors of a width other than 384 go to `<collection>_<n>d`. */
   collection?: string;
+  /** Width of another embedder's vectors (a tenant's serving embedder during a re-embedding), when known. */
+  dimensionsOf?: (embedderId: string) => number | null;
   /** API key, for a Weaviate that requires authentication. */
   apiKey?: string;
 }
@@ -74,7 +82,11 @@ const MAX_RESULTS = 10_000;
 /** Rounds of widening the search when too many candidates were not of a ready version. */
 const MAX_ROUNDS = 3;
 
-const RETURN_PROPS: (keyof ChunkProps)[] = ['documentId', 'version', 'chunkIndex'];
+const RETURN_PROPS: (keyof ChunkProps)[] = ['documentId', 'version', 'chunkIndex', 'embedderId'];
+/** How long the list of other widths' collections is trusted (another process may add one). */
+const WIDTHS_TTL_MS = 30_000;
+/** The width whose vectors live in the collection under its plain name (existing deployments). */
+const BASE_DIMENSIONS = 384;
 
 export async function createWeaviateIndex(opts: WeaviateIndexOptions): Promise<WeaviateKnowledgeIndex> {
   const { pool, dimensions } = opts;
@@ -107,19 +119,66 @@ export async function createWeaviateIndex(opts: WeaviateIndexOptions): Promise<W
     await client.close().catch(() => undefined);
     throw err;
   }
+  const nameFor = (dims: number) => (dims === BASE_DIMENSIONS ? collectionName : `${collectionName}_${dims}d`);
+  const collections = new Map<string, Promise<Collection<ChunkProps>>>([[collectionName, Promise.resolve(base)]]);
+  const collectionFor = (dims: number): Promise<Collection<ChunkProps>> => {
+    const name = nameFor(dims);
+    let p = collections.get(name);
+    if (!p) {
+      p = ensureCollection(client, name);
+      p.catch(() => collections.delete(name));
+      collections.set(name, p);
+    }
+    return p;
+  };
+  /**
+   * Collections of other widths on the server (for deletes and tenant removal): those this process
+   * uses, and those another process created, listed at most every WIDTHS_TTL_MS.
+   */
+  let listed: { at: number; names: string[] } = { at: 0, names: [] };
+  async function widthCollections(): Promise<Collection<ChunkProps>[]> {
+    if (Date.now() - listed.at > WIDTHS_TTL_MS) {
+      const re = new RegExp(`^${collectionName}_\\d+d$`);
+      listed = { at: Date.now(), names: (await client.collections.listAll()).map((c) => c.name).filter((n) => re.test(n)) };
+    }
+    const names = new Set([...listed.names, ...[...collections.keys()].filter((n) => n !== collectionName)]);
+    return [...names].map((n) => client.collections.get<ChunkProps>(n));
+  }
+  const knownShards = new Set<string>();
+  /**
+   * The tenant's shard in the collection of `dims`. Only the base collection's tenants are created
+   * by ensureTenant; a tenant existing there gets its shard in another width's collection on first use.
+   */
+  async function shardOf(tenantId: string, dims: number) {
+    const coll = await collectionFor(dims);
+    const name = weaviateTenant(tenantId);
+    if (coll !== base && !knownShards.has(`${coll.name}/${name}`)) {
+      if (await tenantExists(tenantId)) {
+        const existing = await coll.tenants.getByName(name);
+        if (!existing) await coll.tenants.create({ name, activityStatus: 'ACTIVE' });
+        knownShards.add(`${coll.name}/${name}`);
+      }
+    }
+    return coll.withTenant(name);
+  }
+  /** Widths seen in this process's writes, for keyword searches (which carry no vector) of another embedder's set. */
+  const widths = new Map<string, number>();
+  const dimsOf = (embedderId: string): number =>
+    embedderId === opts.embedderId() ? dimensions : (widths.get(embedderId) ?? opts.dimensionsOf?.(embedderId) ?? dimensions);
 
   const inner = createEmbeddedIndex(pool, { embedderId: opts.embedderId });
 
   /** The only way to reach objects: a handle bound to the tenant's shard. */
   const shard = (tenantId: string) => base.withTenant(weaviateTenant(tenantId));
 
-  const objectId = (tenantId: string, documentId: string, version: number, chunkIndex: number) =>
-    generateUuid5(`${tenantId}/${documentId}/${version}/${chunkIndex}`);
+  // The embedder is part of the id: a re-embedding writes its set beside the served one.
+  const objectId = (tenantId: string, documentId: string, version: number, embedderId: string, chunkIndex: number) =>
+    generateUuid5(`${tenantId}/${documentId}/${version}/${embedderId}/${chunkIndex}`);
 
   const byDocument = (documentId: string) => base.filter.byProperty('documentId').equal(documentId);
 
-  function checkDimensions(v: Float32Array, what: string): void {
-    if (v.length !== dimensions) throw new Error(`weaviate index: ${what} has ${v.length} dimensions, the index is configured for ${dimensions}`);
+  function checkDimensions(v: Float32Array, what: string, expected: number): void {
+    if (v.length !== expected) throw new Error(`weaviate index: ${what} has ${v.length} dimensions, its embedder has ${expected}`);
   }
 
   /**
@@ -128,36 +187,53 @@ export async function createWeaviateIndex(opts: WeaviateIndexOptions): Promise<W
    */
   async function deleteWhere(tenantId: string, where: FilterValue): Promise<number> {
     let total = 0;
-    for (;;) {
-      const r = await shard(tenantId).data.deleteMany(where);
-      if (r.failed > 0) throw new Error(`weaviate index: ${r.failed} of ${r.matches} objects could not be deleted`);
-      total += r.successful;
-      if (r.matches === 0 || r.successful === 0) return total;
+    // Every width's collection the tenant has a shard in (the base one always).
+    const targets = [shard(tenantId)];
+    for (const coll of await widthCollections()) {
+      if (await coll.tenants.getByName(weaviateTenant(tenantId))) targets.push(coll.withTenant(weaviateTenant(tenantId)));
     }
+    for (const target of targets) {
+      for (;;) {
+        const r = await target.data.deleteMany(where);
+        if (r.failed > 0) throw new Error(`weaviate index: ${r.failed} of ${r.matches} objects could not be deleted`);
+        total += r.successful;
+        if (r.matches === 0 || r.successful === 0) break;
+      }
+    }
+    return total;
   }
 
   async function tenantExists(tenantId: string): Promise<boolean> {
     return (await base.tenants.getByName(weaviateTenant(tenantId))) !== null;
   }
 
-  /** Keeps only candidates of the version each document currently serves (its ready_version). */
-  async function keepReady(tenantId: string, candidates: Candidate[]): Promise<Candidate[]> {
+  /**
+   * Keeps only candidates of the version each document currently serves (its ready_version) and of
+   * the chunk set it is searched with: the serving embedder's when complete, else the fallback's.
+   */
+  async function keepReady(tenantId: string, scope: SearchScope, candidates: Candidate[]): Promise<Candidate[]> {
     if (candidates.length === 0) return candidates;
+    const serving = scope.embedderId ?? opts.embedderId();
     const ids = [...new Set(candidates.map((c) => c.documentId))];
     const ready = await withTenant(
       pool,
       tenantId,
       async (c) =>
         (
-          await c.query<{ document_id: string; ready_version: number }>(
-            'SELECT document_id, ready_version FROM document_index WHERE document_id = ANY($1::uuid[]) AND ready_version IS NOT NULL',
+          await c.query<{ document_id: string; ready_version: number; embedder_sets: string[] }>(
+            'SELECT document_id, ready_version, embedder_sets FROM document_index WHERE document_id = ANY($1::uuid[]) AND ready_version IS NOT NULL',
             [ids],
           )
         ).rows,
       { readOnly: true },
     );
-    const readyVersion = new Map(ready.map((r) => [r.document_id, r.ready_version]));
-    return candidates.filter((c) => readyVersion.get(c.documentId) === c.version);
+    const chosen = new Map(
+      ready.map((r) => [r.document_id, { version: r.ready_version, embedderId: r.embedder_sets.includes(serving) ? serving : (scope.fallbackEmbedderId ?? null) }]),
+    );
+    return candidates.filter((c) => {
+      const d = chosen.get(c.documentId);
+      return d !== undefined && d.version === c.version && d.embedderId !== null && d.embedderId === c.embedderId;
+    });
   }
 
   /**
@@ -170,27 +246,25 @@ export async function createWeaviateIndex(opts: WeaviateIndexOptions): Promise<W
     let limit = Math.min(MAX_RESULTS, k + Math.max(8, k));
     for (let round = 1; ; round++) {
       const raw = await run(limit);
-      const kept = await keepReady(tenantId, raw);
+      const kept = await keepReady(tenantId, scope, raw);
       if (kept.length >= k || raw.length < limit || limit >= MAX_RESULTS || round >= MAX_ROUNDS) return kept.slice(0, k);
       limit = Math.min(MAX_RESULTS, limit * 4);
     }
   }
 
-  /** Filters every search shares: the document scope, and (for vectors) the current embedder's space. */
-  function searchFilter(scope: SearchScope, vectorSpace: boolean): FilterValue | undefined {
-    const parts: FilterValue[] = [];
+  /** Filters every search shares: the document scope and the embedder whose chunk set is searched. */
+  function searchFilter(scope: SearchScope, embedderId: string): FilterValue {
+    const parts: FilterValue[] = [base.filter.byProperty('embedderId').equal(embedderId)];
     if (scope.documentId) parts.push(byDocument(scope.documentId));
-    if (vectorSpace) parts.push(base.filter.byProperty('embedderId').equal(opts.embedderId()));
-    if (parts.length === 0) return undefined;
-    return parts.length === 1 ? parts[0] : Filters.and(...parts);
+    return parts.length === 1 ? parts[0]! : Filters.and(...parts);
   }
 
   function toCandidate(o: { properties: Partial<ChunkProps>; uuid: string }, score: number): Candidate {
-    const { documentId, version, chunkIndex } = o.properties;
+    const { documentId, version, chunkIndex, embedderId } = o.properties;
     if (typeof documentId !== 'string' || typeof version !== 'number' || typeof chunkIndex !== 'number') {
       throw new Error(`weaviate index: object ${o.uuid} lacks documentId/version/chunkIndex`);
     }
-    return { documentId, version, chunkIndex, score };
+    return { documentId, version, chunkIndex, score, ...(typeof embedderId === 'string' ? { embedderId } : {}) };
   }
 
   return {
@@ -210,19 +284,23 @@ export async function createWeaviateIndex(opts: WeaviateIndexOptions): Promise<W
       await inner.dropTenant(tenantId);
       // Removing an unknown tenant succeeds, so a redelivered TenantDeleted is harmless.
       await base.tenants.remove(weaviateTenant(tenantId));
+      for (const coll of await widthCollections()) await coll.tenants.remove(weaviateTenant(tenantId));
+      for (const k of knownShards) if (k.endsWith(`/${weaviateTenant(tenantId)}`)) knownShards.delete(k);
     },
 
     async stageChunks(tenantId, documentId, version, embedderId, chunks: IndexedChunk[]) {
       if (chunks.length === 0) return;
-      for (const ch of chunks) checkDimensions(ch.vector, `chunk ${ch.chunkIndex} of document ${documentId}`);
+      const width = chunks[0]!.vector.length;
+      for (const ch of chunks) checkDimensions(ch.vector, `chunk ${ch.chunkIndex} of document ${documentId}`, embedderId === opts.embedderId() ? dimensions : width);
       // Weaviate first, Postgres second: the Postgres write advances the document's progress
       // (chunks_done), which must not count chunks that are not yet searchable everywhere.
-      const target = shard(tenantId);
+      const target = await shardOf(tenantId, width);
+      widths.set(embedderId, width);
       for (let i = 0; i < chunks.length; i += INSERT_BATCH) {
         const batch = chunks.slice(i, i + INSERT_BATCH);
         const r = await target.data.insertMany(
           batch.map((ch) => ({
-            id: objectId(tenantId, documentId, version, ch.chunkIndex),
+            id: objectId(tenantId, documentId, version, embedderId, ch.chunkIndex),
             properties: { documentId, version, chunkIndex: ch.chunkIndex, text: ch.text, embedderId },
             vectors: Array.from(ch.vector),
           })),
@@ -250,6 +328,11 @@ export async function createWeaviateIndex(opts: WeaviateIndexOptions): Promise<W
       return ok;
     },
 
+    async dropEmbedderSets(tenantId, embedderId) {
+      await inner.dropEmbedderSets(tenantId, embedderId);
+      await deleteWhere(tenantId, base.filter.byProperty('embedderId').equal(embedderId));
+    },
+
     async forgetDocument(tenantId, documentId) {
       await inner.forgetDocument(tenantId, documentId);
       try {
@@ -264,24 +347,34 @@ export async function createWeaviateIndex(opts: WeaviateIndexOptions): Promise<W
     async keyword(tenantId, query, scope) {
       // BM25 rejects an empty query; an empty query matches nothing, as in the embedded index.
       if (query.trim() === '') return [];
+      const serving = scope.embedderId ?? opts.embedderId();
+      // The fallback set (documents uploaded while the serving embedder cannot be loaded) is read
+      // too; keepReady keeps, per document, only the set it is searched with.
+      const sets = [serving, ...(scope.fallbackEmbedderId && scope.fallbackEmbedderId !== serving ? [scope.fallbackEmbedderId] : [])];
       return ranked(tenantId, scope, async (limit) => {
-        const r = await shard(tenantId).query.bm25(query, {
-          limit,
-          queryProperties: ['text'],
-          filters: searchFilter(scope, false),
-          returnProperties: RETURN_PROPS,
-          returnMetadata: ['score'],
-        });
-        return r.objects.map((o) => toCandidate(o, o.metadata?.score ?? 0));
+        const lists = await Promise.all(
+          sets.map(async (embedderId) => {
+            const r = await (await shardOf(tenantId, dimsOf(embedderId))).query.bm25(query, {
+              limit,
+              queryProperties: ['text'],
+              filters: searchFilter(scope, embedderId),
+              returnProperties: RETURN_PROPS,
+              returnMetadata: ['score'],
+            });
+            return r.objects.map((o) => toCandidate(o, o.metadata?.score ?? 0));
+          }),
+        );
+        return lists.flat().sort((a, b) => b.score - a.score).slice(0, limit);
       });
     },
 
     async vector(tenantId, vector, scope) {
-      checkDimensions(vector, 'query vector');
+      const serving = scope.embedderId ?? opts.embedderId();
+      if (serving === opts.embedderId()) checkDimensions(vector, 'query vector', dimensions);
       return ranked(tenantId, scope, async (limit) => {
-        const r = await shard(tenantId).query.nearVector(Array.from(vector), {
+        const r = await (await shardOf(tenantId, vector.length)).query.nearVector(Array.from(vector), {
           limit,
-          filters: searchFilter(scope, true),
+          filters: searchFilter(scope, serving),
           returnProperties: RETURN_PROPS,
           returnMetadata: ['distance'],
         });
@@ -291,17 +384,17 @@ export async function createWeaviateIndex(opts: WeaviateIndexOptions): Promise<W
     },
 
     async hybrid(tenantId, query, vector, scope) {
-      checkDimensions(vector, 'query vector');
+      const serving = scope.embedderId ?? opts.embedderId();
+      if (serving === opts.embedderId()) checkDimensions(vector, 'query vector', dimensions);
       return ranked(tenantId, scope, async (limit) => {
-        // The embedder filter applies to both halves: a chunk whose vector lives in another
-        // model's space has no meaningful vector score, and it is being re-embedded anyway.
-        const r = await shard(tenantId).query.hybrid(query, {
+        // The embedder filter applies to both halves: the serving embedder's chunk set only.
+        const r = await (await shardOf(tenantId, vector.length)).query.hybrid(query, {
           vector: Array.from(vector),
           alpha: HYBRID_ALPHA,
           fusionType: HYBRID_FUSION,
           queryProperties: ['text'],
           limit,
-          filters: searchFilter(scope, true),
+          filters: searchFilter(scope, serving),
           returnProperties: RETURN_PROPS,
           returnMetadata: ['score'],
         });

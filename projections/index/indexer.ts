@@ -2,11 +2,14 @@ import type { Pool } from 'pg';
 import { streamId } from '../../contracts/naming';
 import { record } from '../../services/core/commandHandler';
 import type { EventStore } from '../../services/core/eventStore';
-import { chunkDocument, embeddingText } from '../../services/documents/chunking';
-import { DocumentParseError, parseDocument } from '../../services/documents/parsing';
+import { embeddingText } from '../../services/documents/chunking';
+import { DocumentParseError } from '../../services/documents/parsing';
+import { createDocumentPreparer, type DocumentPreparer, type Prepared } from '../../services/documents/prepare';
 import type { ContentStore } from '../../infra/postgres/contentStore';
-import { withTenant } from '../../infra/postgres/schema';
+import { tenantSchemaExists, withTenant } from '../../infra/postgres/schema';
 import type { Embedder } from '../../services/core/ports';
+import type { EmbedderRegistry } from '../../infra/embeddings';
+import { servingFromData } from './servingEmbedders';
 import type { KnowledgeIndex } from '../../services/search/knowledgeIndex';
 
 /**
@@ -23,6 +26,10 @@ export interface IndexerOptions {
   /** A job whose worker died is retried after this lease. */
   leaseMs: number;
   maxAttempts: number;
+  /** How long the old chunk sets outlive a tenant's switch (searches in flight still read them). Default 10 s. */
+  switchGraceMs?: number;
+  /** How often re-embedding progress is checked for a switch. Default 1 s. */
+  reembedCheckMs?: number;
   log?: (level: 'info' | 'warn' | 'error', msg: string, extra?: Record<string, unknown>) => void;
 }
 
@@ -41,7 +48,7 @@ export interface IndexerStatus {
   embedder: string;
   queued: number;
   running: number;
-  /** Ready documents whose vectors come from another embedder and are being re-embedded. */
+  /** Ready documents queued at start for a re-embedding with this embedder. */
   reembedding: number;
 }
 
@@ -53,8 +60,13 @@ export interface Indexer {
   stop(): Promise<void>;
 }
 
-export function startIndexer(deps: { pool: Pool; store: EventStore; content: ContentStore; index: KnowledgeIndex; embedder: Embedder }, opts: IndexerOptions): Indexer {
+export function startIndexer(
+  deps: { pool: Pool; store: EventStore; content: ContentStore; index: KnowledgeIndex; embedder: Embedder; registry?: EmbedderRegistry; preparer?: DocumentPreparer },
+  opts: IndexerOptions,
+): Indexer {
   const { pool, store, content, index, embedder } = deps;
+  const loadEmbedder = (id: string): Promise<Embedder | null> => (id === embedder.id ? Promise.resolve(embedder) : deps.registry?.get(id) ?? Promise.resolve(null));
+  const graceMs = opts.switchGraceMs ?? 10_000;
 
   /** Indexing outcomes are facts too: audit and analytics consume them. */
   async function recordOutcome(job: Job, event: { type: 'DocumentIndexed' | 'DocumentIndexingFailed'; data: Record<string, unknown> }): Promise<void> {
@@ -67,6 +79,8 @@ export function startIndexer(deps: { pool: Pool; store: EventStore; content: Con
     }, [event]).catch((err) => log('warn', 'could not record indexing outcome', { error: (err as Error).message }));
   }
   const log = opts.log ?? (() => undefined);
+  // Parsing and chunking run in a worker thread: token counting a large file takes seconds.
+  const preparer = deps.preparer ?? createDocumentPreparer({ log: (level, msg, extra) => log(level, msg, extra) });
   let stopped = false;
   const running = new Set<Job>();
   const sleepers = new Set<() => void>();
@@ -103,9 +117,18 @@ export function startIndexer(deps: { pool: Pool; store: EventStore; content: Con
   }
 
   async function fail(job: Job, reason: string): Promise<void> {
-    const r = await withTenant(pool, job.tenant_id, (c) =>
-      c.query(`UPDATE document_index SET status = 'failed', error = $3, updated_at = now() WHERE document_id = $1 AND version = $2`, [job.document_id, job.version, reason]),
-    );
+    const r = await withTenant(pool, job.tenant_id, async (c) => {
+      const failed = await c.query(
+        `UPDATE document_index SET status = 'failed', error = $3, updated_at = now() WHERE document_id = $1 AND version = $2 AND ready_version IS DISTINCT FROM $2`,
+        [job.document_id, job.version, reason],
+      );
+      // A re-embedding of the served version failed: the document stays ready on its served set
+      // (the tenant's switch waits for it; the reason shows on the document).
+      if (!failed.rowCount) {
+        await c.query(`UPDATE document_index SET error = $3, updated_at = now() WHERE document_id = $1 AND ready_version = $2`, [job.document_id, job.version, `re-embedding failed: ${reason}`]);
+      }
+      return failed;
+    });
     if (r.rowCount) await recordOutcome(job, { type: 'DocumentIndexingFailed', data: { documentId: job.document_id, version: job.version, reason } });
     await finish(job);
   }
@@ -114,42 +137,70 @@ export function startIndexer(deps: { pool: Pool; store: EventStore; content: Con
     await index.ensureTenant(job.tenant_id);
     const bytes = await content.get(job.tenant_id, job.sha256);
     if (!bytes) return fail(job, 'the document content is no longer available');
-    let parsed;
-    try {
-      parsed = await parseDocument({ filename: job.filename, bytes, declaredType: job.content_type });
-    } catch (err) {
-      if (err instanceof DocumentParseError) return fail(job, err.reason);
-      throw err;
-    }
-    const chunks = chunkDocument(parsed, { maxTokens: opts.maxTokens, overlapTokens: opts.overlapTokens, countTokens: (s) => embedder.countTokens(s) });
-    if (chunks.length === 0) return fail(job, 'the document contains no text');
-    await withTenant(pool, job.tenant_id, (c) =>
-      c.query(`UPDATE document_index SET chunks_total = $3, chunks_done = 0, updated_at = now() WHERE document_id = $1 AND version = $2`, [
-        job.document_id, job.version, chunks.length,
-      ]),
+    // Parsed and chunked for each target embedder's tokenizer (see below), off this thread.
+    const prepare = async (target: Embedder): Promise<Prepared | string> => {
+      try {
+        return await preparer.prepare({ filename: job.filename, bytes, declaredType: job.content_type }, { maxTokens: opts.maxTokens, overlapTokens: opts.overlapTokens, embedder: target });
+      } catch (err) {
+        if (err instanceof DocumentParseError) return err.reason;
+        throw err;
+      }
+    };
+    // The sets this version needs: the tenant's serving embedder's (searchable at once) and, during
+    // a re-embedding, the new embedder's too, so that an upload never waits for the switch nor
+    // holds it back. A re-embedding job of the served version only builds the missing sets.
+    const doc = await withTenant(pool, job.tenant_id, async (c) =>
+      (await c.query<{ ready_version: number | null; embedder_sets: string[] }>('SELECT ready_version, embedder_sets FROM document_index WHERE document_id = $1', [job.document_id])).rows[0],
     );
-    for (let i = 0; i < chunks.length; i += opts.embedBatch) {
-      if (stopped) throw new Error('indexer stopping');
-      const batch = chunks.slice(i, i + opts.embedBatch);
-      const vectors = await embedder.embed(batch.map(embeddingText), 'passage');
-      await index.stageChunks(
-        job.tenant_id,
-        job.document_id,
-        job.version,
-        embedder.id,
-        batch.map((ch, k) => ({ chunkIndex: ch.index, text: ch.text, headingPath: ch.headingPath, page: ch.page, tokenCount: ch.tokenCount, vector: vectors[k]! })),
+    const served = doc?.ready_version === job.version;
+    const targets = (await targetEmbedders(job.tenant_id)).filter((e) => !(served && doc?.embedder_sets.includes(e.id)));
+    let outcome: { chunkCount: number; embedderId: string; format: string } | null = null;
+    for (const target of targets) {
+      const prepared = await prepare(target);
+      if (typeof prepared === 'string') return fail(job, prepared);
+      const chunks = prepared.chunks;
+      if (chunks.length === 0) return fail(job, 'the document contains no text');
+      if (!served && !outcome) {
+        await withTenant(pool, job.tenant_id, (c) =>
+          c.query(`UPDATE document_index SET chunks_total = $3, chunks_done = 0, updated_at = now() WHERE document_id = $1 AND version = $2`, [
+            job.document_id, job.version, chunks.length,
+          ]),
+        );
+      }
+      for (let i = 0; i < chunks.length; i += opts.embedBatch) {
+        if (stopped) throw new Error('indexer stopping');
+        const batch = chunks.slice(i, i + opts.embedBatch);
+        const vectors = await target.embed(batch.map(embeddingText), 'passage');
+        await index.stageChunks(
+          job.tenant_id,
+          job.document_id,
+          job.version,
+          target.id,
+          batch.map((ch, k) => ({ chunkIndex: ch.index, text: ch.text, headingPath: ch.headingPath, page: ch.page, tokenCount: ch.tokenCount, vector: vectors[k]! })),
+        );
+      }
+      // A re-run of the same version and embedder may leave chunks past the new end: they must not outlive this set.
+      await withTenant(pool, job.tenant_id, (c) =>
+        c.query('DELETE FROM chunks WHERE document_id = $1 AND version = $2 AND embedder_id = $3 AND chunk_index >= $4', [job.document_id, job.version, target.id, chunks.length]),
       );
+      // The tenant may have switched away from this embedder while we embedded: never activate
+      // the set. Within the grace period the pending drop removes what is left of it in the index;
+      // after it, nothing reads that embedder's sets any more.
+      const targeted = await stillTargeted(job.tenant_id, target.id);
+      if (targeted !== 'yes') {
+        if (targeted === 'no') await index.dropEmbedderSets(job.tenant_id, target.id);
+        else await withTenant(pool, job.tenant_id, (c) => c.query('DELETE FROM chunks WHERE document_id = $1 AND version = $2 AND embedder_id = $3', [job.document_id, job.version, target.id]));
+        continue;
+      }
+      const info = { chunkCount: chunks.length, embedderId: target.id, format: prepared.format };
+      const ok = await index.activate(job.tenant_id, job.document_id, job.version, info);
+      if (!ok) {
+        log('info', 'indexed version superseded; discarded', { tenantId: job.tenant_id, documentId: job.document_id, version: job.version });
+        break;
+      }
+      outcome ??= info;
     }
-    // A re-run of the same version (e.g. re-embedding with another model, whose tokenizer may cut
-    // differently) may leave chunks past the new end: they must not outlive this version's set.
-    await withTenant(pool, job.tenant_id, (c) => c.query('DELETE FROM chunks WHERE document_id = $1 AND version = $2 AND chunk_index >= $3', [job.document_id, job.version, chunks.length]));
-    const ok = await index.activate(job.tenant_id, job.document_id, job.version, { chunkCount: chunks.length, embedderId: embedder.id, format: parsed.format });
-    if (!ok) log('info', 'indexed version superseded; discarded', { tenantId: job.tenant_id, documentId: job.document_id, version: job.version });
-    else
-      await recordOutcome(job, {
-        type: 'DocumentIndexed',
-        data: { documentId: job.document_id, version: job.version, chunkCount: chunks.length, embedderId: embedder.id, format: parsed.format },
-      });
+    if (outcome) await recordOutcome(job, { type: 'DocumentIndexed', data: { documentId: job.document_id, version: job.version, ...outcome } });
     await finish(job);
   }
 
@@ -184,16 +235,77 @@ export function startIndexer(deps: { pool: Pool; store: EventStore; content: Con
     }
   }
 
+  /** The embedders a tenant's documents are indexed with: serving first, then the one being built. */
+  async function targetEmbedders(tenantId: string): Promise<Embedder[]> {
+    const r = await pool.query<{ serving_embedder: string; building_embedder: string | null }>(
+      'SELECT serving_embedder, building_embedder FROM platform.tenant_embedders WHERE tenant_id = $1',
+      [tenantId],
+    );
+    const row = r.rows[0];
+    if (!row) return [embedder];
+    const out: Embedder[] = [];
+    for (const id of new Set([row.serving_embedder, row.building_embedder])) {
+      if (!id) continue;
+      const e = await loadEmbedder(id);
+      // A serving embedder that cannot be loaded: the new version gets the building set only and
+      // is found by keyword (the fallback set) until the switch.
+      if (e) out.push(e);
+    }
+    return out.length ? out : [embedder];
+  }
+
+  async function stillTargeted(tenantId: string, embedderId: string): Promise<'yes' | 'dropping' | 'no'> {
+    const r = await pool.query<{ serving_embedder: string; building_embedder: string | null; drop_embedders: string[] }>(
+      'SELECT serving_embedder, building_embedder, drop_embedders FROM platform.tenant_embedders WHERE tenant_id = $1',
+      [tenantId],
+    );
+    const row = r.rows[0];
+    if (!row) return embedderId === embedder.id ? 'yes' : 'no';
+    if (row.serving_embedder === embedderId || row.building_embedder === embedderId) return 'yes';
+    return row.drop_embedders.includes(embedderId) ? 'dropping' : 'no';
+  }
+
   /**
-   * When the embedder changed (another model, or the model files appeared), every ready document
-   * whose vectors come from another embedder is queued again, fairly with the rest. Search never
-   * mixes two models: the vector index serves only vectors of the current embedder, so during the
-   * re-embedding a document not yet done is found by keyword only, never by foreign vectors.
+   * At start: for every tenant (and snapshot) whose serving embedder is not the configured one,
+   * make the configured one the building embedder and queue every ready document that has no set
+   * of it. Search keeps using the serving embedder's sets meanwhile (see servingEmbedders.ts).
    */
-  async function queueReembedding(): Promise<number> {
-    const tenants = await pool.query<{ tenant_id: string }>(`SELECT tenant_id FROM platform.tenants WHERE status = 'active'`);
+  async function beginReembedding(): Promise<number> {
+    const scopes = await pool.query<{ tenant_id: string; record: boolean }>(
+      `SELECT tenant_id, true AS record FROM platform.tenants WHERE status = 'active'
+       UNION ALL SELECT snapshot_id, false FROM platform.snapshots`,
+    );
     let queued = 0;
-    for (const { tenant_id } of tenants.rows) {
+    for (const { tenant_id, record: recordOutcome } of scopes.rows) {
+      const row = (
+        await pool.query<{ serving_embedder: string; building_embedder: string | null }>(
+          'SELECT serving_embedder, building_embedder FROM platform.tenant_embedders WHERE tenant_id = $1',
+          [tenant_id],
+        )
+      ).rows[0];
+      // No row yet (a tenant provisioned since the last start): served by what its documents hold.
+      const serving = row?.serving_embedder ?? (await servingFromData(pool, tenant_id, embedder.id));
+      if (!serving) continue; // no schema (yet)
+      const building = serving === embedder.id ? null : embedder.id;
+      const abandoned = row?.building_embedder && row.building_embedder !== building ? [row.building_embedder] : [];
+      const loadable = (await loadEmbedder(serving)) !== null;
+      await pool.query(
+        `INSERT INTO platform.tenant_embedders (tenant_id, serving_embedder, serving_loadable, building_embedder, started_at, drop_embedders, drop_after)
+         VALUES ($1, $2, $3, $4, CASE WHEN $4::text IS NOT NULL THEN now() END, $5, now())
+         ON CONFLICT (tenant_id) DO UPDATE SET serving_embedder = EXCLUDED.serving_embedder, serving_loadable = EXCLUDED.serving_loadable,
+           building_embedder = EXCLUDED.building_embedder,
+           started_at = CASE WHEN EXCLUDED.building_embedder IS DISTINCT FROM platform.tenant_embedders.building_embedder THEN EXCLUDED.started_at
+                             ELSE platform.tenant_embedders.started_at END,
+           drop_embedders = platform.tenant_embedders.drop_embedders || EXCLUDED.drop_embedders,
+           drop_after = LEAST(platform.tenant_embedders.drop_after, EXCLUDED.drop_after), updated_at = now()`,
+        [tenant_id, serving, loadable, building, abandoned],
+      );
+      if (!building) continue;
+      if (!loadable) {
+        log('warn', 're-embedding: the serving embedder cannot be loaded; the tenant answers by keyword over its old chunks until the switch', {
+          tenantId: tenant_id, serving, building,
+        });
+      }
       const stale = await withTenant(
         pool,
         tenant_id,
@@ -202,31 +314,98 @@ export function startIndexer(deps: { pool: Pool; store: EventStore; content: Con
             await c.query<{ document_id: string; version: number; sha256: string; filename: string; content_type: string }>(
               `SELECT d.document_id, d.version, d.sha256, d.filename, d.content_type FROM documents d
                JOIN document_index di ON di.document_id = d.document_id AND di.ready_version = d.version
-               WHERE di.status = 'ready' AND di.embedder_id IS DISTINCT FROM $1`,
-              [embedder.id],
+               WHERE NOT ($1::text = ANY(di.embedder_sets))`,
+              [building],
             )
           ).rows,
         { readOnly: true },
-      ).catch(() => []);
+      );
       for (const d of stale) {
         const r = await pool.query(
-          `INSERT INTO platform.index_jobs (tenant_id, document_id, version, sha256, filename, content_type)
-           VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (tenant_id, document_id) DO NOTHING`,
-          [tenant_id, d.document_id, d.version, d.sha256, d.filename, d.content_type],
+          `INSERT INTO platform.index_jobs (tenant_id, document_id, version, sha256, filename, content_type, record_outcome)
+           VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (tenant_id, document_id) DO NOTHING`,
+          [tenant_id, d.document_id, d.version, d.sha256, d.filename, d.content_type, recordOutcome],
         );
         queued += r.rowCount ?? 0;
       }
+      log('info', 're-embedding: building the new embedder\'s chunk sets beside the served ones', { tenantId: tenant_id, serving, building, documents: stale.length });
     }
-    if (queued) log('info', 're-embedding documents indexed by another embedder', { embedder: embedder.id, documents: queued });
     return queued;
   }
 
+  /**
+   * Switches every tenant whose ready documents all have a set of the building embedder (one
+   * UPDATE: searches read either the old or the new serving id, never a mix), records progress
+   * otherwise, and drops switched-away sets once the grace period is over.
+   */
+  async function advanceReembedding(): Promise<void> {
+    const rows = (
+      await pool.query<{ tenant_id: string; serving_embedder: string; building_embedder: string | null; drop_embedders: string[]; due: boolean }>(
+        `SELECT tenant_id, serving_embedder, building_embedder, drop_embedders, drop_after <= now() AS due FROM platform.tenant_embedders
+         WHERE building_embedder IS NOT NULL OR cardinality(drop_embedders) > 0`,
+      )
+    ).rows;
+    for (const row of rows) {
+      if (!(await tenantSchemaExists(pool, row.tenant_id))) {
+        // The tenant (or snapshot) was deleted: nothing left to build or drop.
+        await pool.query('DELETE FROM platform.tenant_embedders WHERE tenant_id = $1', [row.tenant_id]);
+        continue;
+      }
+      if (row.building_embedder) {
+        const counts = await withTenant(
+          pool,
+          row.tenant_id,
+          async (c) =>
+            (
+              await c.query<{ total: string; done: string }>(
+                `SELECT count(*) AS total, count(*) FILTER (WHERE $1::text = ANY(embedder_sets)) AS done FROM document_index WHERE ready_version IS NOT NULL`,
+                [row.building_embedder],
+              )
+            ).rows[0],
+          { readOnly: true },
+        ).catch(() => undefined);
+        if (!counts) continue;
+        const done = Number(counts.done);
+        const total = Number(counts.total);
+        if (done >= total) {
+          const r = await pool.query(
+            `UPDATE platform.tenant_embedders SET serving_embedder = building_embedder, serving_loadable = true, building_embedder = NULL,
+               docs_done = $3, docs_total = $4, switched_at = now(), drop_embedders = array_append(drop_embedders, serving_embedder),
+               drop_after = now() + ($5 || ' milliseconds')::interval, updated_at = now()
+             WHERE tenant_id = $1 AND building_embedder = $2`,
+            [row.tenant_id, row.building_embedder, done, total, String(graceMs)],
+          );
+          if (r.rowCount) log('info', 're-embedding complete: tenant switched to the new embedder', { tenantId: row.tenant_id, from: row.serving_embedder, to: row.building_embedder, documents: total });
+        } else {
+          await pool.query('UPDATE platform.tenant_embedders SET docs_done = $3, docs_total = $4, updated_at = now() WHERE tenant_id = $1 AND building_embedder = $2', [
+            row.tenant_id, row.building_embedder, done, total,
+          ]);
+        }
+      } else if (row.due) {
+        const drop = row.drop_embedders.filter((e) => e !== row.serving_embedder);
+        for (const e of drop) await index.dropEmbedderSets(row.tenant_id, e);
+        await pool.query(`UPDATE platform.tenant_embedders SET drop_embedders = '{}', updated_at = now() WHERE tenant_id = $1 AND drop_embedders = $2`, [row.tenant_id, row.drop_embedders]);
+        if (drop.length) log('info', 're-embedding: old chunk sets dropped', { tenantId: row.tenant_id, embedders: drop });
+      }
+    }
+  }
+
+  async function reembedLoop(): Promise<void> {
+    while (!stopped) {
+      await advanceReembedding().catch((err) => log('error', 're-embedding check failed', { error: (err as Error).message }));
+      await sleep(opts.reembedCheckMs ?? 1000);
+    }
+  }
+
   let reembedQueued = 0;
-  const reembedding = queueReembedding().then(
+  const reembedding = beginReembedding().then(
     (n) => void (reembedQueued = n),
     (err) => log('error', 'could not queue re-embedding', { error: (err as Error).message }),
   );
-  const workers = Array.from({ length: Math.max(1, opts.concurrency) }, (_, n) => reembedding.then(() => worker(n)));
+  const workers = [
+    ...Array.from({ length: Math.max(1, opts.concurrency) }, (_, n) => reembedding.then(() => worker(n))),
+    reembedding.then(() => reembedLoop()),
+  ];
 
   return {
     wake() {
@@ -245,6 +424,8 @@ export function startIndexer(deps: { pool: Pool; store: EventStore; content: Con
     async stop() {
       stopped = true;
       for (const s of [...sleepers]) s();
+      // A document being read is abandoned (its job goes back to the queue below).
+      if (!deps.preparer) await preparer.close();
       await Promise.allSettled(workers);
       // Jobs this process had claimed go back to the queue for the next start.
       for (const job of running) {

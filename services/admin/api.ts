@@ -4,6 +4,7 @@ import { readAudit } from '../audit/api';
 import { NotFoundError, ValidationError } from '../core/errors';
 import { idParam, limitParam, parseBody } from '../gateway/validation';
 import { createSnapshot, snapshotStatus } from '../snapshots/snapshots';
+import { servingStatus } from '../../projections/index/servingEmbedders';
 import { requireOperator, requireRole } from '../gateway/auth';
 import { type AppDeps, principalOf } from '../gateway/context';
 
@@ -68,7 +69,12 @@ export function adminApi(deps: AppDeps): Router {
   const operator = requireOperator(deps.config.adminToken);
 
   r.get('/v1/admin/projections', operator, async (_req, res) => {
-    res.json({ items: await deps.manager.list(), indexer: deps.indexer ? await deps.indexer.status() : null });
+    res.json({
+      items: await deps.manager.list(),
+      indexer: deps.indexer ? await deps.indexer.status() : null,
+      // Re-embedding per tenant: serving and building embedder, documents done of total.
+      embedders: await servingStatus(deps.pool, deps.embedder.id),
+    });
   });
 
   const snapshotSchema = z.object({ tenant: z.string().min(1).max(63), until: z.string().min(1).max(64), name: z.string().min(1).max(40) }).strict();
@@ -105,9 +111,21 @@ export function adminApi(deps: AppDeps): Router {
     res.json({ items: rows.map((r) => ({ ...r, seq: Number(r.seq) })) });
   });
 
+  // No body (or {}): the whole projection from position 0 beside the live version. {"tenant": slug}:
+  // only that tenant's rows, rebuilt into a scratch copy and swapped in (projections/tenantRebuild.ts).
+  const rebuildSchema = z.object({ tenant: z.string().min(1).max(63).optional() }).strict();
   r.post('/v1/admin/projections/:name/rebuild', operator, async (req, res) => {
     const name = String(req.params.name);
-    const { progress } = await deps.manager.rebuild(name);
+    const body = parseBody(rebuildSchema, req.body ?? {});
+    if (body.tenant === undefined) {
+      const { progress } = await deps.manager.rebuild(name);
+      res.status(202).location('/v1/admin/projections').json(progress);
+      return;
+    }
+    deps.manager.rebuildable(name, true);
+    const t = (await deps.pool.query<{ tenant_id: string }>(`SELECT tenant_id FROM platform.tenants WHERE slug = $1 AND status <> 'deleted'`, [body.tenant])).rows[0];
+    if (!t) throw new NotFoundError('Tenant');
+    const { progress } = await deps.manager.rebuildTenant(name, { id: t.tenant_id, slug: body.tenant });
     res.status(202).location('/v1/admin/projections').json(progress);
   });
 

@@ -1,5 +1,6 @@
 /**
  * npm run replay -- <projection> [--url http://127.0.0.1:3000]
+ * npm run replay -- <projection> --tenant <slug>      (only that tenant's rows, swapped in place)
  * npm run replay -- catalog --tenant <slug> --until <ISO time | position> --into <name>
  *
  * Asks the running product to rebuild a read model from position 0 of the event store into a new
@@ -17,7 +18,7 @@ async function main(): Promise<number> {
   const base = (arg('--url') ?? process.env.TENANT_RAG_URL ?? `http://127.0.0.1:${process.env.PORT ?? 3000}`).replace(/\/$/, '');
   const token = process.env.ADMIN_TOKEN;
   if (!name || name.startsWith('--')) {
-    process.stderr.write('usage: npm run replay -- <projection> [--url http://127.0.0.1:3000]\n');
+    process.stderr.write('usage: npm run replay -- <projection> [--tenant <slug>] [--url http://127.0.0.1:3000]\n');
     return 64;
   }
   if (!token) {
@@ -26,7 +27,7 @@ async function main(): Promise<number> {
   }
   const headers = { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' };
   const tenant = arg('--tenant');
-  if (tenant !== undefined || arg('--until') !== undefined || arg('--into') !== undefined) {
+  if (arg('--until') !== undefined || arg('--into') !== undefined) {
     const until = arg('--until');
     const into = arg('--into');
     if (!tenant || !until || !into) {
@@ -35,7 +36,15 @@ async function main(): Promise<number> {
     }
     return snapshot(base, headers, tenant, until, into);
   }
-  const start = await fetch(`${base}/v1/admin/projections/${encodeURIComponent(name)}/rebuild`, { method: 'POST', headers });
+  if (tenant !== undefined && (!tenant || tenant.startsWith('--'))) {
+    process.stderr.write('--tenant needs a tenant slug\n');
+    return 64;
+  }
+  const start = await fetch(`${base}/v1/admin/projections/${encodeURIComponent(name)}/rebuild`, {
+    method: 'POST',
+    headers,
+    body: JSON.stringify(tenant === undefined ? {} : { tenant }),
+  });
   const body = (await start.json()) as { detail?: string; version?: number };
   if (start.status !== 202) {
     process.stderr.write(`rebuild refused (${start.status}): ${body.detail ?? JSON.stringify(body)}\n`);
@@ -45,20 +54,21 @@ async function main(): Promise<number> {
   for (;;) {
     await new Promise((r) => setTimeout(r, 250));
     const res = await fetch(`${base}/v1/admin/projections`, { headers });
-    const list = (await res.json()) as { items: { name: string; rebuild: { done: number; total: number | null; eventsPerSecond: number; etaSeconds: number | null; state: string; error: string | null; version: number } | null }[] };
+    const list = (await res.json()) as { items: { name: string; rebuild: { done: number; total: number | null; eventsPerSecond: number; etaSeconds: number | null; state: string; error: string | null; version: number; tenant?: string } | null }[] };
     const r = list.items.find((p) => p.name === name)?.rebuild;
-    if (!r) continue;
+    if (!r || r.tenant !== tenant) continue;
+    const what = tenant === undefined ? name : `${name} (tenant ${tenant})`;
     const width = 30;
     const frac = r.total ? Math.min(1, r.done / r.total) : 0;
     const bar = r.total ? `[${'#'.repeat(Math.round(frac * width)).padEnd(width, '.')}] ${(frac * 100).toFixed(0).padStart(3)}%` : '[ ... ]';
-    const line = `${name} v${r.version} ${bar} ${r.done}${r.total ? `/${r.total}` : ''} events  ${r.eventsPerSecond} ev/s  ETA ${r.etaSeconds ?? '?'} s`;
+    const line = `${what} v${r.version} ${bar} ${r.done}${r.total ? `/${r.total}` : ''} events  ${r.eventsPerSecond} ev/s  ETA ${r.etaSeconds ?? '?'} s`;
     process.stdout.write(tty ? `\r${line}` : `${line}\n`);
     if (r.state === 'switched') {
-      process.stdout.write(`\n${name}: rebuilt as version ${r.version}; reads switched.\n`);
+      process.stdout.write(tenant === undefined ? `\n${name}: rebuilt as version ${r.version}; reads switched.\n` : `\n${what}: rebuilt from the event store; its rows switched in version ${r.version}.\n`);
       return 0;
     }
     if (r.state === 'failed') {
-      process.stdout.write(`\n${name}: rebuild failed: ${r.error}\n`);
+      process.stdout.write(`\n${what}: rebuild failed: ${r.error}\n`);
       return 1;
     }
   }

@@ -4,7 +4,9 @@
  * - A chunk never spans two top-level sections. Inside one, a following subsection joins the
  *   current chunk only when the whole subsection fits; otherwise a new chunk starts at its heading.
  * - Blocks are packed whole up to the budget; a block too large for any chunk is split at sentence
- *   boundaries (lines for lists, code and tables), then at word boundaries, then by characters.
+ *   boundaries (lines for lists, code and tables), then at word boundaries, then by characters, and
+ *   its pieces fill the current chunk first. Prose that does not fit beside a chunk still under half
+ *   full is split the same way: a title or short lead block never stands alone as a chunk.
  * - Consecutive chunks of one section overlap by whole sentences (at most `overlapTokens`).
  * - Every chunk carries its heading path; the budget reserves room for the `embeddingText` prefix,
  *   so the text handed to the embedder fits `maxTokens`.
@@ -98,7 +100,9 @@ function splitProse(text: string, out: string[]): void {
     if (next >= text.length) break;
     const first = m[0].charCodeAt(0);
     const cjk = first === 0x3002 || first === 0xff01 || first === 0xff1f;
-    if (!cjk) {
+    // A period set apart by a space (tokenised text: "speeds . results") is no abbreviation.
+    const detached = m.index > start && isSpace(text.charCodeAt(m.index - 1));
+    if (!cjk && !detached) {
       if (isLowercaseAt(text, next)) continue;
       if (first === 46 /* . */ && (m[0].length === 1 || /^\.["'”’»)\]]+$/u.test(m[0]))) {
         let from = m.index;
@@ -282,16 +286,27 @@ export function chunkDocument(doc: ParsedDocument, opts: ChunkOptions): Chunk[] 
     return picked;
   };
 
-  /** Packs `u`; `breakBefore` starts a new chunk even if it would fit. */
-  const addContent = (u: Unit, breakBefore = false): void => {
+  /** Packs `u` into the current chunk when it fits, else starts the next chunk (with overlap). */
+  const addContent = (u: Unit): void => {
     if (!curHasContent) {
       curBudget = budgetFor(u.path, u.pathKey);
       push(u);
       return;
     }
-    if (!breakBefore && curCost + sepBefore(cur[cur.length - 1], u) + u.cost <= curBudget) {
+    const sep = sepBefore(cur[cur.length - 1], u);
+    if (curCost + sep + u.cost <= curBudget) {
       push(u);
       return;
+    }
+    // Prose that does not fit beside a chunk still under half full is cut (sentences, then words)
+    // to fill it: a title or a short lead block never stands alone when the text after it can share
+    // its chunk. The room is at least half a chunk, so whole sentences usually fit.
+    if ((u.kind === 'paragraph' || u.kind === 'list') && curCost < curBudget / 2) {
+      const pieces = splitOversized(u.text, u.kind, curBudget - curCost - sep);
+      if (pieces.length > 1) {
+        pieces.forEach((piece, i) => addContent({ ...u, text: piece.text, cost: piece.cost, joinBefore: i === 0 ? u.joinBefore : piece.joinBefore }));
+        return;
+      }
     }
     flush();
     curBudget = budgetFor(u.path, u.pathKey);
@@ -369,10 +384,11 @@ export function chunkDocument(doc: ParsedDocument, opts: ChunkOptions): Chunk[] 
       addContent(unit);
       return;
     }
-    // Too large for any chunk: it starts a chunk of its own, and its pieces are packed.
-    splitOversized(block.text, kind, limit).forEach((piece, i) => {
-      addContent({ ...unit, text: piece.text, cost: piece.cost, joinBefore: piece.joinBefore }, i === 0);
-    });
+    // Too large for any chunk: its pieces are packed like blocks, the first ones filling the
+    // current chunk.
+    for (const piece of splitOversized(block.text, kind, limit)) {
+      addContent({ ...unit, text: piece.text, cost: piece.cost, joinBefore: piece.joinBefore });
+    }
   });
   flush();
   return chunks;

@@ -171,6 +171,48 @@ describe('chunkDocument', () => {
     expect(texts).toEqual([...a, ...b]);
   });
 
+  it('never leaves a title or heading alone when the text after it can share its chunk', () => {
+    const o = opts({ maxTokens: 64, overlapTokens: 8 });
+    const title = 'simple shear flow past a flat plate .';
+    // A body larger than any chunk, and one that fits a chunk alone but not beside the title.
+    for (const body of [sentences('B', 12, 10).join(' '), sentences('B', 6, 10).join(' ')]) {
+      const chunks = chunkDocument({ format: 'text', blocks: [p(title), p(body)] }, o);
+      expectWithinBudget(chunks, o);
+      expect(chunks[0]!.text.startsWith(`${title}\n\nB0 `)).toBe(true);
+      expect(chunks.every((c) => c.tokenCount > countWords(title))).toBe(true);
+    }
+    // A heading followed by an oversized paragraph: in the path of every chunk, never a chunk's only text.
+    const chunks = chunkDocument(md([h(1, 'Doc'), h(2, 'Results'), p(sentences('R', 12, 10).join(' '))]), o);
+    expectWithinBudget(chunks, o);
+    expect(chunks.every((c) => c.headingPath.join('/') === 'Doc/Results' && /^R\d+ /.test(c.text))).toBe(true);
+  });
+
+  it('fills every chunk of prose to at least half the budget, except the last of a section', () => {
+    // Paragraphs of random sizes (deterministic), some larger than a chunk.
+    let seed = 7;
+    const rand = (n: number) => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) % n) + 1;
+    const paras = Array.from({ length: 60 }, (_, i) => sentences(`P${i}s`, rand(9), rand(14)).join(' '));
+    const o = opts({ maxTokens: 96, overlapTokens: 16 });
+    const chunks = chunkDocument(md([h(1, 'Doc'), ...paras.map((t) => p(t))]), o);
+    expectWithinBudget(chunks, o);
+    const budget = o.maxTokens - 1; // "Doc" prefix
+    expect(chunks.slice(0, -1).filter((c) => c.tokenCount < budget / 2)).toEqual([]);
+    // In order, nothing lost: the words of the paragraphs, less the overlaps, come back.
+    const words = paras.join(' ').split(/\s+/);
+    const seen = chunks.flatMap((c) => c.text.split(/\s+/));
+    let at = 0;
+    for (const w of seen) if (w === words[at]) at++;
+    expect(at).toBe(words.length);
+  });
+
+  it('ends sentences at a period set apart by a space, even before lowercase (tokenised text)', () => {
+    expect(splitSentences('flow past a plate . results were obtained . see e.g. the tables .')).toEqual([
+      'flow past a plate .',
+      'results were obtained .',
+      'see e.g. the tables .',
+    ]);
+  });
+
   it('keeps the page where each chunk starts', () => {
     const doc: ParsedDocument = {
       format: 'pdf',

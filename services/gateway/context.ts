@@ -2,6 +2,7 @@ import type { Request } from 'express';
 import type { Pool } from 'pg';
 import type { ContentStore } from '../../infra/postgres/contentStore';
 import type { Indexer } from '../../projections/index/indexer';
+import type { ServingEmbedders } from '../../projections/index/servingEmbedders';
 import type { Projections } from '../../projections/manager';
 import type { RunningProjection } from '../../projections/runner';
 import type { CommandContext } from '../core/commandHandler';
@@ -35,6 +36,8 @@ export interface AppDeps {
   content: ContentStore;
   index: KnowledgeIndex;
   embedder: Embedder;
+  /** Each tenant's serving embedder (differs from `embedder` during a re-embedding). */
+  serving?: ServingEmbedders;
   embedderDegraded: string | null;
   answerer: Answerer;
   limiter: RateLimiter;

@@ -221,15 +221,27 @@ export function openApiDocument() {
       '/v1/snapshots': { get: { summary: 'The tenant\'s point-in-time snapshots and their build state (admin)', security: bearer, responses: { '200': ok('snapshots'), ...errors(401, 403) } } },
       '/v1/admin/usage': { get: { summary: 'Usage per tenant and day (operator)', security: operator, parameters: dateRange, responses: { '200': ok('days'), ...errors(400, 401) } } },
       '/v1/admin/projections': {
-        get: { summary: 'Projections: version, position, lag, state, rebuild progress; indexer backlog (operator)', security: operator, responses: { '200': ok('projections'), ...errors(401) } },
+        get: { summary: 'Projections: version, position, lag, state, rebuild progress; indexer backlog; `embedders`: re-embedding per tenant (serving and building embedder, documents done of total) (operator)', security: operator, responses: { '200': ok('projections'), ...errors(401) } },
       },
       '/v1/admin/projections/history': { get: { summary: 'Projection lag, one sample a minute, last hour (operator)', security: operator, responses: { '200': ok('samples'), ...errors(401) } } },
       '/v1/admin/projections/{name}/rebuild': {
         post: {
-          summary: 'Rebuild a read model (audit, analytics) from position 0 beside the live one, then switch reads (operator)',
+          summary: 'Rebuild a read model (audit, analytics) from position 0 beside the live one, then switch reads; with `tenant`, only that tenant\'s rows, swapped in place (operator)',
           security: operator,
           parameters: [{ name: 'name', in: 'path', required: true, schema: { type: 'string', enum: ['audit', 'analytics'] } }],
-          responses: { '202': ok('rebuild started'), ...errors(401, 404, 409) },
+          requestBody: {
+            required: false,
+            content: {
+              'application/json': {
+                schema: {
+                  type: 'object',
+                  additionalProperties: false,
+                  properties: { tenant: { type: 'string', description: 'slug: rebuild only this tenant\'s rows from its events; the others are not touched (404 if unknown)' } },
+                },
+              },
+            },
+          },
+          responses: { '202': ok('rebuild started: progress (name, version, done, total, eventsPerSecond, etaSeconds, state, tenant?)'), ...errors(400, 401, 404, 409) },
         },
       },
       '/v1/admin/tenants/{id}/audit': { get: { summary: 'Recent audit events of a tenant (operator)', security: operator, parameters: [idParam('id')], responses: { '200': ok('entries'), ...errors(401, 404) } } },

@@ -13,6 +13,8 @@ export interface Candidate {
   version: number;
   chunkIndex: number;
   score: number;
+  /** The embedder whose chunk set the candidate comes from (a document may hold two during a re-embedding). */
+  embedderId?: string;
 }
 
 export interface Hit extends Candidate {
@@ -25,6 +27,16 @@ export interface Hit extends Candidate {
 export interface SearchScope {
   topK: number;
   documentId?: string;
+  /**
+   * The tenant's serving embedder: keyword and vector rankings read only its chunk sets, so one
+   * search never mixes two models. Unset: the index's default (the configured embedder).
+   */
+  embedderId?: string;
+  /**
+   * Keyword-only fallback set for documents that have no set of the serving embedder (uploaded
+   * during a re-embedding whose old embedder can no longer be loaded). Never used for vectors.
+   */
+  fallbackEmbedderId?: string | null;
 }
 
 export interface KnowledgeIndex {
@@ -34,8 +46,10 @@ export interface KnowledgeIndex {
   /** Writes one batch of a document version's chunks; invisible to search until activate(). */
   stageChunks(tenantId: string, documentId: string, version: number, embedderId: string, chunks: IndexedChunk[]): Promise<void>;
   /**
-   * Makes `version` the searchable one and drops every other version's chunks. Returns false
-   * (and discards the staged chunks) when a newer version or a delete arrived meanwhile.
+   * Records `info.embedderId`'s chunk set of `version` as complete. When `version` is not yet the
+   * ready one it becomes so (with this set only) and every other version's chunks are dropped;
+   * when it already is (a re-embedding), the set is added beside the served ones and nothing is
+   * dropped. Returns false (and discards the staged chunks) when a newer version or a delete arrived.
    */
   activate(tenantId: string, documentId: string, version: number, info: { chunkCount: number; embedderId: string; format: string }): Promise<boolean>;
   /** Forget a deleted document (rows are removed by the catalog projection). */
@@ -46,6 +60,8 @@ export interface KnowledgeIndex {
   hybrid?(tenantId: string, query: string, vector: Float32Array, scope: SearchScope): Promise<Candidate[]>;
   /** Text and provenance of candidates, in the given order; candidates no longer present are dropped. */
   hydrate(tenantId: string, candidates: Candidate[]): Promise<Hit[]>;
+  /** Drops every chunk set of one embedder (after the tenant switched away from it). */
+  dropEmbedderSets(tenantId: string, embedderId: string): Promise<void>;
   /** Embedder ids of the vectors a tenant holds (more than one means a re-embedding is due). */
   embedderIds(tenantId: string): Promise<string[]>;
   ping(): Promise<void>;

@@ -44,6 +44,16 @@ function crashingOnce(p: Projection, after: number): Projection & { crashed: () 
       }
       return p.apply(client, event);
     },
+    // The runner applies a batch through applyMany when there is one: crash in the batch holding event `after + 1`.
+    ...(p.applyMany && {
+      async applyMany(client, events) {
+        if (!crashed && (applied += events.length) > after) {
+          crashed = true;
+          throw new Error('simulated crash');
+        }
+        return p.applyMany!(client, events);
+      },
+    }),
   };
 }
 
