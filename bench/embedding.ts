@@ -21,6 +21,7 @@ import { chunkDocument, embeddingText } from '../services/documents/chunking';
 import { parseDocument } from '../services/documents/parsing';
 import { markdownDocument } from './data';
 import { DEFAULT_MODEL_DIR, measureEmbeddingThroughput, sampleChunks } from './embeddingThroughput';
+import { timedGet } from './gateway';
 import http from 'node:http';
 import { type Bench, HttpClient, multipart, provisionTenant, sleep, startProductProcess } from './harness';
 import { all, failed, type Figure, fmtInt, fmtNum, latencyWithin, median, skipped, summariseLatency, summariseRate } from './stats';
@@ -47,25 +48,7 @@ async function openLoop(baseUrl: string, token: string, path: string, perSecond:
     const due = t0 + (i * 1000) / perSecond;
     const wait = due - performance.now();
     if (wait > 0) await sleep(wait);
-    inflight.push(
-      new Promise<void>((resolve) => {
-        const started = performance.now();
-        const req = http.request({ host: url.hostname, port: url.port, path, method: 'GET', agent, timeout: 10_000, headers: { authorization: `Bearer ${token}` } }, (res) => {
-          res.resume();
-          res.on('end', () => {
-            latencies.push(performance.now() - started);
-            statuses[String(res.statusCode)] = (statuses[String(res.statusCode)] ?? 0) + 1;
-            resolve();
-          });
-        });
-        req.on('timeout', () => req.destroy(new Error('timeout')));
-        req.on('error', () => {
-          statuses.error = (statuses.error ?? 0) + 1;
-          resolve();
-        });
-        req.end();
-      }),
-    );
+    inflight.push(timedGet(agent, url, path, token, { latencies, statuses }).then(() => undefined));
   }
   await Promise.all(inflight);
   agent.destroy();

@@ -14,34 +14,39 @@ export interface LoadRun {
   statuses: Record<string, number>;
 }
 
+/** One GET on `agent`, its latency and status (or `error`) recorded; resolves with the status (0 on error). */
+export function timedGet(agent: http.Agent, url: URL, path: string, token: string, into: { latencies: number[]; statuses: Record<string, number> }): Promise<number> {
+  return new Promise<number>((resolve) => {
+    const started = performance.now();
+    const headers = { authorization: `Bearer ${token}`, accept: 'application/json' };
+    const req = http.request({ host: url.hostname, port: url.port, path, method: 'GET', headers, agent, timeout: 10_000 }, (res) => {
+      res.resume();
+      res.on('end', () => {
+        into.latencies.push(performance.now() - started);
+        const k = String(res.statusCode);
+        into.statuses[k] = (into.statuses[k] ?? 0) + 1;
+        resolve(res.statusCode ?? 0);
+      });
+    });
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.on('error', () => {
+      into.statuses.error = (into.statuses.error ?? 0) + 1;
+      resolve(0);
+    });
+    req.end();
+  });
+}
+
 export async function closedLoop(baseUrl: string, token: string, path: string, connections: number, durationMs: number, maxRequests: number): Promise<LoadRun> {
   const url = new URL(baseUrl);
   const agent = new http.Agent({ keepAlive: true, maxSockets: connections, maxFreeSockets: connections });
-  const headers = { authorization: `Bearer ${token}`, accept: 'application/json' };
   const latencies: number[] = [];
   const statuses: Record<string, number> = {};
   let sent = 0;
   let ok = 0;
-  const once = () =>
-    new Promise<void>((resolve) => {
-      const t = performance.now();
-      const req = http.request({ host: url.hostname, port: url.port, path, method: 'GET', headers, agent, timeout: 10_000 }, (res) => {
-        res.on('data', () => undefined);
-        res.on('end', () => {
-          latencies.push(performance.now() - t);
-          const k = String(res.statusCode);
-          statuses[k] = (statuses[k] ?? 0) + 1;
-          if (res.statusCode === 200) ok++;
-          resolve();
-        });
-      });
-      req.on('timeout', () => req.destroy(new Error('timeout')));
-      req.on('error', () => {
-        statuses.error = (statuses.error ?? 0) + 1;
-        resolve();
-      });
-      req.end();
-    });
+  const once = async () => {
+    if ((await timedGet(agent, url, path, token, { latencies, statuses })) === 200) ok++;
+  };
   const t0 = performance.now();
   const deadline = t0 + durationMs;
   await Promise.all(

@@ -1,20 +1,11 @@
 import request from 'supertest';
 import { streamId, tenantSchema } from '../../contracts/naming';
 import type { Product } from '../../services/product';
+import { eventually } from '../support/eventually';
 import { ADMIN, provisionTenant, startTestProduct, type TestTenant, waitUntilIndexed } from '../support/product';
 
 const SECRET_TEXT = 'The submarine base access phrase is ORCHID-LANTERN-42.';
 const op = { Authorization: `Bearer ${ADMIN}` };
-
-async function eventually<T>(fn: () => Promise<T>, ok: (v: T) => boolean, timeoutMs = 15_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (ok(v)) return v;
-    if (Date.now() > deadline) throw new Error(`condition not met in time; last value ${JSON.stringify(v).slice(0, 500)}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 describe('audit log, usage analytics, replay and tenant deletion', () => {
   let product: Product;

@@ -8,19 +8,12 @@ import { streamId, tenantSchema } from '../../contracts/naming';
 import { metadataFor } from '../../services/core/commandHandler';
 import type { TenantRebuildProgress } from '../../projections/tenantRebuild';
 import type { Product } from '../../services/product';
+import { eventually } from '../support/eventually';
 import { ADMIN, provisionTenant, startTestProduct, type TestTenant, waitUntilIndexed } from '../support/product';
 
 const op = { Authorization: `Bearer ${ADMIN}` };
-
-async function eventually<T>(fn: () => Promise<T>, ok: (v: T) => boolean, timeoutMs = 20_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (ok(v)) return v;
-    if (Date.now() > deadline) throw new Error(`condition not met in time; last value ${JSON.stringify(v).slice(0, 500)}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
+/** This suite's waits span whole rebuilds: 20 s. */
+const eventuallyLong = <T>(fn: () => Promise<T>, ok: (v: T) => boolean, timeoutMs = 20_000) => eventually(fn, ok, timeoutMs);
 
 describe('rebuilding one tenant of a live projection (replay --tenant)', () => {
   let product: Product;
@@ -152,7 +145,7 @@ describe('rebuilding one tenant of a live projection (replay --tenant)', () => {
     expect(await auditChecksum(a, Number(beforeA.n))).toEqual(beforeA);
     expect(await auditChecksum(b, Number(beforeB.n))).toEqual(beforeB);
     // B's search made during the rebuild was projected (newest first).
-    await eventually(
+    await eventuallyLong(
       () => request(product.app).get('/v1/audit?type=SearchPerformed&limit=1').set(b.auth),
       (r) => r.body.items?.[0]?.seq > maxSeqB,
     );
@@ -160,7 +153,7 @@ describe('rebuilding one tenant of a live projection (replay --tenant)', () => {
     // The scratch copy is gone; the live projection goes on appending to the repaired chain.
     expect((await product.deps.pool.query('SELECT to_regclass($1) AS t', [`${schema}.audit_log_v0`])).rows[0].t).toBeNull();
     await request(product.app).post('/v1/search').set(a.auth).send({ query: 'after the repair' }).expect(200);
-    await eventually(
+    await eventuallyLong(
       () => request(product.app).get('/v1/audit/verify').set(a.auth),
       (r) => r.body.entries === Number(beforeA.n) + writtenDuring + 1,
     );
@@ -197,7 +190,7 @@ describe('rebuilding one tenant of a live projection (replay --tenant)', () => {
     expect(run.readsDuring).toBeGreaterThan(0);
     expect(run.otherStates).toEqual([]);
     expect(await usageChecksum(a)).toEqual(beforeA);
-    const afterB = await eventually(usageB, (d) => d[d.length - 1]!.searches === beforeB[beforeB.length - 1]!.searches! + 1);
+    const afterB = await eventuallyLong(usageB, (d) => d[d.length - 1]!.searches === beforeB[beforeB.length - 1]!.searches! + 1);
     expect({ ...afterB[afterB.length - 1], searches: 0 }).toEqual({ ...beforeB[beforeB.length - 1], searches: 0 });
   });
 
@@ -213,7 +206,7 @@ describe('rebuilding one tenant of a live projection (replay --tenant)', () => {
       const started = await product.deps.manager.rebuildTenant('audit', { id: a.id, slug: a.slug }, (p) => {
         if (!caughtUpAt && p.total !== null && p.done >= p.total) caughtUpAt = Date.now();
       });
-      await eventually(async () => caughtUpAt, (t) => t > 0);
+      await eventuallyLong(async () => caughtUpAt, (t) => t > 0);
       const entries = (await request(product.app).get('/v1/audit/verify').set(a.auth)).body.entries as number;
       // Written while the switch is held back: the live projection applies them between its attempts,
       // and the attempt that succeeds brings them into the scratch copy under the locks.
@@ -226,7 +219,7 @@ describe('rebuilding one tenant of a live projection (replay --tenant)', () => {
       const done = await started.done;
       expect(done.state).toBe('switched');
       expect(Date.now()).toBeGreaterThanOrEqual(releasedAt);
-      const after = await eventually(
+      const after = await eventuallyLong(
         () => request(product.app).get('/v1/audit/verify').set(a.auth),
         (r) => r.body.entries >= entries + 30,
       );
