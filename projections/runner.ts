@@ -25,6 +25,14 @@ export interface Projection {
   applyMany?(client: PoolClient, events: RecordedEvent[]): Promise<void>;
   /** Runs after the batch committed (e.g. wake a worker, update an in-memory cache). */
   afterCommit?(events: RecordedEvent[]): void;
+  /**
+   * Optional, for an online rebuild (projections/rebuild.ts) into a version no one else writes
+   * yet: `beginRebuild` before its first batch (the projection may then, e.g., create its tables
+   * without secondary indexes), `finishRebuild` once it has caught up, before the version goes
+   * live (e.g. build those indexes). A table that becomes live must look as if created live.
+   */
+  beginRebuild?(): void;
+  finishRebuild?(pool: Pool): Promise<void>;
 }
 
 export const checkpointName = (p: Pick<Projection, 'name' | 'version'>) => `proj.${p.name}.v${p.version}`;
@@ -206,6 +214,18 @@ export function startProjection(store: EventStore, pool: Pool, projection: Proje
   const sleep = sleeper.sleep;
   const waiters = makeWaiters();
   const unsubscribe = store.onAppended(() => sleeper.wake());
+  let checkpointSavedAt = 0;
+  let unsaved = false;
+  const saveCheckpoint = async (at: GlobalPosition) => {
+    const client = await pool.connect();
+    try {
+      await writeCheckpoints(client, [[name, at]]);
+    } finally {
+      client.release();
+    }
+    checkpointSavedAt = Date.now();
+    unsaved = false;
+  };
 
   const loop = (async () => {
     let failures = 0;
@@ -226,13 +246,25 @@ export function startProjection(store: EventStore, pool: Pool, projection: Proje
           limit = batchSize;
           state = 'live';
           waiters.settle((p) => p <= position);
+          if (unsaved && Date.now() - checkpointSavedAt >= 1000) await saveCheckpoint(position);
           await sleep(idlePollMs);
           continue;
         }
         state = events.length === limit ? 'catching_up' : 'live';
         limit = events.length === limit ? catchUpBatchSize : batchSize;
-        const { applied } = await applyBatch(pool, projection, events, 'global', log);
         const last = events[events.length - 1]!;
+        let applied: RecordedEvent[] = [];
+        if (events.some((e) => projection.canHandle(e.type))) {
+          ({ applied } = await applyBatch(pool, projection, events, 'global', log));
+          checkpointSavedAt = Date.now();
+          unsaved = false;
+        } else {
+          // Nothing here for this projection (e.g. activity events for the catalog): no
+          // transaction per batch. The checkpoint is saved at most once a second; after a crash
+          // the same events are read again and skipped again.
+          unsaved = true;
+          if (Date.now() - checkpointSavedAt >= 1000) await saveCheckpoint(last.position);
+        }
         position = last.position;
         lastEventAt = last.recordedAt.toISOString();
         eventsApplied += applied.length;
@@ -262,6 +294,7 @@ export function startProjection(store: EventStore, pool: Pool, projection: Proje
       unsubscribe();
       sleeper.wake();
       await loop;
+      if (unsaved) await saveCheckpoint(position).catch(() => undefined);
       waiters.clear();
     },
   };

@@ -26,6 +26,8 @@ export interface Env {
   embedWorkers: number;
   embedThreads: number;
   embedBatch: number;
+  /** How long SearchPerformed/QuestionAsked records are buffered before one append (ms). */
+  activityFlushMs: number;
   indexConcurrency: number;
   logLevel: string;
   adminTokenGenerated: boolean;
@@ -98,6 +100,7 @@ export function loadEnv(e: NodeJS.ProcessEnv = process.env): Env {
     embedWorkers: int(e.EMBED_WORKERS, 1, 'EMBED_WORKERS'),
     embedThreads: int(e.EMBED_THREADS, 1, 'EMBED_THREADS'),
     embedBatch: int(e.EMBED_BATCH, 16, 'EMBED_BATCH'),
+    activityFlushMs: Math.min(5000, Math.max(1, int(e.ACTIVITY_FLUSH_MS, 250, 'ACTIVITY_FLUSH_MS'))),
     indexConcurrency: int(e.INDEX_CONCURRENCY, 2, 'INDEX_CONCURRENCY'),
     logLevel: e.LOG_LEVEL || 'info',
     adminTokenGenerated,

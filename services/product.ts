@@ -211,7 +211,7 @@ export async function startProduct(env: Env, opts: { logger?: pino.Logger; roles
     stops.push(() => manager.stop());
     const projections = manager.handles();
 
-    const activity = createActivityRecorder(store, { log });
+    const activity = createActivityRecorder(store, { log, flushMs: env.activityFlushMs });
     stops.push(() => activity.stop());
     const deps: AppDeps = {
       config: env.config,
