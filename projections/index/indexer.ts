@@ -167,18 +167,23 @@ export function startIndexer(
           ]),
         );
       }
+      // Embedding of the next batch overlaps the write of the previous one (writes stay in order).
+      let writing: Promise<void> | null = null;
       for (let i = 0; i < chunks.length; i += opts.embedBatch) {
         if (stopped) throw new Error('indexer stopping');
         const batch = chunks.slice(i, i + opts.embedBatch);
         const vectors = await target.embed(batch.map(embeddingText), 'passage');
-        await index.stageChunks(
+        if (writing) await writing;
+        writing = index.stageChunks(
           job.tenant_id,
           job.document_id,
           job.version,
           target.id,
           batch.map((ch, k) => ({ chunkIndex: ch.index, text: ch.text, headingPath: ch.headingPath, page: ch.page, tokenCount: ch.tokenCount, vector: vectors[k]! })),
         );
+        writing.catch(() => undefined); // awaited above or below; not an unhandled rejection meanwhile
       }
+      if (writing) await writing;
       // A re-run of the same version and embedder may leave chunks past the new end: they must not outlive this set.
       await withTenant(pool, job.tenant_id, (c) =>
         c.query('DELETE FROM chunks WHERE document_id = $1 AND version = $2 AND embedder_id = $3 AND chunk_index >= $4', [job.document_id, job.version, target.id, chunks.length]),
