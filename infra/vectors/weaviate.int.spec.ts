@@ -8,7 +8,7 @@
  * Each run uses its own collection and random tenant ids, so reruns and parallel runs never meet.
  */
 import { randomUUID } from 'node:crypto';
-import { dockerAnswers } from '../../test/support/servers';
+import { dockerAnswers, startWeaviateContainer } from '../../test/support/servers';
 import type { Pool } from 'pg';
 import weaviate, { type WeaviateClient } from 'weaviate-client';
 import { weaviateTenant } from '../../contracts/naming';
@@ -21,8 +21,6 @@ import { createTenantSchema, migratePlatform, withTenant } from '../postgres/sch
 import { createWeaviateIndex, type WeaviateKnowledgeIndex } from './weaviate';
 
 const SUITE = 'Weaviate knowledge index (integration)';
-const WEAVIATE_IMAGE = 'cr.weaviate.io/semitechnologies/weaviate:1.39.3';
-
 
 const fromEnv = process.env.WEAVIATE_URL && process.env.WEAVIATE_GRPC_PORT ? { url: process.env.WEAVIATE_URL, grpcPort: Number(process.env.WEAVIATE_GRPC_PORT) } : null;
 
@@ -43,23 +41,9 @@ if (!fromEnv && !dockerAnswers()) {
       if (fromEnv) {
         server = fromEnv;
       } else {
-        const { GenericContainer, Wait } = await import('testcontainers');
-        const c = await new GenericContainer(WEAVIATE_IMAGE)
-          .withEnvironment({
-            AUTHENTICATION_ANONYMOUS_ACCESS_ENABLED: 'true',
-            PERSISTENCE_DATA_PATH: '/var/lib/weaviate',
-            DEFAULT_VECTORIZER_MODULE: 'none',
-            ENABLE_MODULES: '',
-            CLUSTER_HOSTNAME: 'node1',
-            DISABLE_TELEMETRY: 'true',
-            GO_PROFILING_DISABLE: 'true',
-          })
-          .withExposedPorts(8080, 50051)
-          .withWaitStrategy(Wait.forHttp('/v1/.well-known/ready', 8080).forStatusCode(200))
-          .withStartupTimeout(120_000)
-          .start();
-        stopContainer = () => c.stop();
-        server = { url: `http://${c.getHost()}:${c.getMappedPort(8080)}`, grpcPort: c.getMappedPort(50051) };
+        const c = await startWeaviateContainer();
+        stopContainer = c.stop;
+        server = c;
       }
       dbUrl = await freshDatabase();
       pool = createPool(dbUrl, { max: 8 });

@@ -42,9 +42,33 @@ export async function productionServers(source: 'env' | 'docker'): Promise<Produ
     for (const k of REQUIRED) env[k] = process.env[k]!;
     return { env, stop: async () => undefined };
   }
-  const { GenericContainer, Wait } = await import('testcontainers');
+  const { GenericContainer } = await import('testcontainers');
   const redis = await new GenericContainer('redis:7').withExposedPorts(6379).start();
-  const weaviate = await new GenericContainer('semitechnologies/weaviate:1.36.12')
+  const weaviate = await startWeaviateContainer();
+  const { KafkaContainer } = await import('@testcontainers/kafka').catch(() => ({ KafkaContainer: null }));
+  if (!KafkaContainer) throw new Error('Docker answers but @testcontainers/kafka is not installed; set KAFKA_BROKERS instead');
+  const kafka = await new KafkaContainer('confluentinc/cp-kafka:7.6.1').withKraft().start();
+  return {
+    env: {
+      ...isolation,
+      REDIS_URL: `redis://${redis.getHost()}:${redis.getMappedPort(6379)}`,
+      WEAVIATE_URL: weaviate.url,
+      WEAVIATE_GRPC_PORT: String(weaviate.grpcPort),
+      KAFKA_BROKERS: `${kafka.getHost()}:${kafka.getMappedPort(9093)}`,
+    },
+    async stop() {
+      await Promise.allSettled([redis.stop(), weaviate.stop(), kafka.stop()]);
+    },
+  };
+}
+
+/** The Weaviate version infra/scripts/up.sh installs, as a container image. */
+export const WEAVIATE_IMAGE = 'cr.weaviate.io/semitechnologies/weaviate:1.39.3';
+
+/** A throw-away Weaviate (anonymous access, no vectorizer modules) where a Docker engine answers. */
+export async function startWeaviateContainer(): Promise<{ url: string; grpcPort: number; stop: () => Promise<unknown> }> {
+  const { GenericContainer, Wait } = await import('testcontainers');
+  const c = await new GenericContainer(WEAVIATE_IMAGE)
     .withEnvironment({
       AUTHENTICATION_ANONYMOUS_ACCESS_ENABLED: 'true',
       PERSISTENCE_DATA_PATH: '/var/lib/weaviate',
@@ -58,19 +82,5 @@ export async function productionServers(source: 'env' | 'docker'): Promise<Produ
     .withWaitStrategy(Wait.forHttp('/v1/.well-known/ready', 8080).forStatusCode(200))
     .withStartupTimeout(120_000)
     .start();
-  const { KafkaContainer } = await import('@testcontainers/kafka').catch(() => ({ KafkaContainer: null }));
-  if (!KafkaContainer) throw new Error('Docker answers but @testcontainers/kafka is not installed; set KAFKA_BROKERS instead');
-  const kafka = await new KafkaContainer('confluentinc/cp-kafka:7.6.1').withKraft().start();
-  return {
-    env: {
-      ...isolation,
-      REDIS_URL: `redis://${redis.getHost()}:${redis.getMappedPort(6379)}`,
-      WEAVIATE_URL: `http://${weaviate.getHost()}:${weaviate.getMappedPort(8080)}`,
-      WEAVIATE_GRPC_PORT: String(weaviate.getMappedPort(50051)),
-      KAFKA_BROKERS: `${kafka.getHost()}:${kafka.getMappedPort(9093)}`,
-    },
-    async stop() {
-      await Promise.allSettled([redis.stop(), weaviate.stop(), kafka.stop()]);
-    },
-  };
+  return { url: `http://${c.getHost()}:${c.getMappedPort(8080)}`, grpcPort: c.getMappedPort(50051), stop: () => c.stop() };
 }
