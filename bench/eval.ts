@@ -657,7 +657,8 @@ async function main(): Promise<void> {
     ) as Record<Mode, { n: number; p50: number; p99: number; mean: number }>;
 
     // ---- table ----
-    const shown: Split[] = opts.split === 'all' ? ['all'] : [opts.split, 'all'];
+    // Always both halves and all: tune on one half, report the other (and all) beside it.
+    const shown: Split[] = ['tune', 'test', 'all'];
     const lines: string[] = [];
     lines.push('');
     lines.push(`${collection}: ${queries.length} queries evaluated (${skippedNoRelevant} without a relevant judgement skipped${opts.limitQueries ? `, --limit-queries ${opts.limitQueries}` : ''}); split ${SPLIT_RULE}: tune ${bySplit('tune').length}, test ${bySplit('test').length}`);
