@@ -1,9 +1,10 @@
 import type { Pool } from 'pg';
+import { parseStreamId } from '../contracts/naming';
 import type { EventBus } from '../services/core/eventBus';
-import type { EventStore } from '../services/core/eventStore';
+import type { EventStore, GlobalPosition } from '../services/core/eventStore';
 import { ConflictError, NotFoundError } from '../services/core/errors';
 import { activeVersion, type RebuildProgress, rebuild } from './rebuild';
-import { type Projection, type RunningProjection, type RunnerOptions, startKafkaProjection, startProjection, watchProjection } from './runner';
+import { checkpointName, type Projection, type RunningProjection, type RunnerOptions, startKafkaProjection, startProjection, watchProjection } from './runner';
 import { rebuildTenant, tenantRebuildable, type TenantRebuildProgress } from './tenantRebuild';
 
 /** A projection by name; `rebuildable` ones are built per version (tables suffixed `_v<N>`). */
@@ -26,6 +27,37 @@ export interface ProjectionInfo {
   rebuildable: boolean;
   /** The running or last rebuild: of the whole projection, or of one tenant's rows (`tenant`: its slug). */
   rebuild: RebuildProgress | TenantRebuildProgress | null;
+}
+
+/**
+ * Whether a projection version fed by Kafka has applied the store's events up to `head` (those
+ * after `after` are looked at; the rebuild checkpointed everything up to it): every (category,
+ * tenant) key it consumes must be checkpointed at or past the store's last event of that key.
+ * False when that does not happen within `timeoutMs`.
+ */
+async function keyedCaughtUp(store: EventStore, pool: Pool, projection: Projection, after: GlobalPosition, head: GlobalPosition, timeoutMs: number): Promise<boolean> {
+  const base = checkpointName(projection);
+  const targets = new Map<string, GlobalPosition>();
+  for (let at = after; at < head; ) {
+    const events = await store.readAll({ after: at, limit: 5000 });
+    if (events.length === 0) break;
+    for (const e of events) {
+      if (e.position > head) break;
+      const s = parseStreamId(e.streamId);
+      // The key applyBatch checkpoints in keyed mode.
+      if (projection.categories.includes(s.category)) targets.set(`${base}/${s.category}/${s.tenantId ?? 'none'}`, e.position);
+    }
+    at = events[events.length - 1]!.position;
+  }
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (targets.size === 0) return true;
+    const r = await pool.query<{ projection: string; position: string }>('SELECT projection, position FROM platform.checkpoints WHERE projection = ANY($1)', [[...targets.keys()]]);
+    for (const row of r.rows) if (row.position >= targets.get(row.projection)!) targets.delete(row.projection);
+    if (targets.size === 0) return true;
+    if (Date.now() >= deadline) return false;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
 }
 
 /**
@@ -144,7 +176,7 @@ export async function startProjections(opts: {
       const done = (async () => {
         try {
           const projection = def.make(next);
-          await rebuild(store, pool, projection, {
+          const built = await rebuild(store, pool, projection, {
             log,
             onProgress: (p) => {
               Object.assign(progress, p);
@@ -153,7 +185,17 @@ export async function startProjections(opts: {
           });
           // Caught up with the store: continue live from the rebuild's checkpoints, then switch.
           const replacement = await launch(def, next);
-          await replacement.waitFor(await store.headPosition(), 60_000);
+          try {
+            const head = await store.headPosition();
+            // From Kafka a version receives only its own topics, so the store's head may be an
+            // event it is never delivered: it has caught up when each (category, tenant) it consumes
+            // is checkpointed at or past the store's last event of that key.
+            const caughtUp = bus ? await keyedCaughtUp(store, pool, projection, built.position, head, 60_000) : await replacement.waitFor(head, 60_000);
+            if (!caughtUp) throw new Error(`version ${next} did not catch up with the event store within 60 s; reads stay on version ${current}`);
+          } catch (err) {
+            await replacement.stop().catch(() => undefined);
+            throw err;
+          }
           await pool.query(`UPDATE platform.projection_versions SET active_version = $2, building_version = NULL, state = 'live', updated_at = now() WHERE name = $1`, [name, next]);
           const old = running.get(name)!;
           running.set(name, replacement);

@@ -86,11 +86,14 @@ async function liveFrontier(q: Pool | PoolClient, base: string, source: 'store' 
 }
 
 /** The tenant's events in the store, when the adapter can count them cheaply (progress and ETA). */
-async function countTenantEvents(store: EventStore, pool: Pool, tenantId: string): Promise<number | null> {
+async function countTenantEvents(store: EventStore, pool: Pool, tenantId: string, categories: ReadonlySet<string> | null): Promise<number | null> {
   const schema = (store as { schema?: string }).schema;
   if (store.kind !== 'postgres' || !schema) return null;
   // Stream ids are `<category>-<tenantId>` or `<category>-<tenantId>.<entity>` (contracts/naming.ts).
-  const r = await pool.query<{ n: string }>(`SELECT count(*) AS n FROM ${schema}.events WHERE stream_id LIKE '%-' || $1 OR stream_id LIKE '%-' || $1 || '.%'`, [tenantId]);
+  const r = await pool.query<{ n: string }>(
+    `SELECT count(*) AS n FROM ${schema}.events WHERE (stream_id LIKE '%-' || $1 OR stream_id LIKE '%-' || $1 || '.%') AND ($2::text[] IS NULL OR split_part(stream_id, '-', 1) = ANY($2))`,
+    [tenantId, categories ? [...categories] : null],
+  );
   return Number(r.rows[0]?.n ?? 0);
 }
 
@@ -125,11 +128,14 @@ async function deleteScratchCheckpoints(q: Pool | PoolClient, scratch: Pick<Proj
  * Which of the tenant's events, read in global order, go into the scratch copy: those after what
  * it already holds and not after the live frontier of their category. `applied` is per category.
  */
-function selector(tenantId: string, applied: Map<string, GlobalPosition>) {
+function selector(tenantId: string, applied: Map<string, GlobalPosition>, consumed: ReadonlySet<string> | null) {
   return (e: RecordedEvent, frontier: Frontier): 'mine' | 'later' | 'skip' => {
     const s = parseStreamId(e.streamId);
     // Other tenants' events, and events the live projection dead-letters, are not this tenant's rows.
     if (s.tenantId !== tenantId || tenantMismatch(e)) return 'skip';
+    // From Kafka the live projection is never delivered a topic it does not consume: such an
+    // event has no checkpoint to wait for (it would hold the cursor back for good).
+    if (consumed && !consumed.has(s.category)) return 'skip';
     if (e.position <= (applied.get(s.category) ?? START)) return 'skip';
     return e.position <= frontier(s.category) ? 'mine' : 'later';
   };
@@ -159,13 +165,15 @@ async function rebuildTenantOnce(opts: TenantRebuildOptions): Promise<TenantRebu
   const base = checkpointName({ name: opts.name, version: opts.liveVersion });
   const scratchId = { name: opts.name, version: SCRATCH_VERSION };
 
+  const bulk = opts.make(SCRATCH_VERSION);
+  const consumed = opts.source === 'kafka' ? new Set(bulk.categories) : null;
   const started = Date.now();
   const progress: TenantRebuildProgress = {
     name: opts.name,
     version: opts.liveVersion,
     tenant: opts.slug,
     done: 0,
-    total: await countTenantEvents(store, pool, tenantId),
+    total: await countTenantEvents(store, pool, tenantId, consumed),
     eventsPerSecond: 0,
     etaSeconds: null,
     state: 'rebuilding',
@@ -187,9 +195,8 @@ async function rebuildTenantOnce(opts: TenantRebuildOptions): Promise<TenantRebu
 
   // Phase 1: the scratch copy follows the live projection's committed frontier, outside any lock.
   const applied = new Map<string, GlobalPosition>();
-  const pick = selector(tenantId, applied);
+  const pick = selector(tenantId, applied, consumed);
   let cursor: GlobalPosition = START; // every event at or before it was handled
-  const bulk = opts.make(SCRATCH_VERSION);
   for (;;) {
     const frontier = await liveFrontier(pool, base, opts.source, tenantId);
     let scan = cursor;
@@ -221,7 +228,7 @@ async function rebuildTenantOnce(opts: TenantRebuildOptions): Promise<TenantRebu
   // Phase 2: the switch, retried while live writers hold the tables.
   const attempts = opts.maxSwitchAttempts ?? 40;
   for (let attempt = 1; ; attempt++) {
-    const outcome = await switchOnce(opts, live, scratchTables, base, new Map(applied), cursor, log);
+    const outcome = await switchOnce(opts, live, scratchTables, base, new Map(applied), consumed, cursor, log);
     if (outcome.switched) {
       progress.done += outcome.applied;
       progress.state = 'switched';
@@ -257,6 +264,7 @@ async function switchOnce(
   scratch: TenantTable[],
   base: string,
   applied: Map<string, GlobalPosition>,
+  consumed: ReadonlySet<string> | null,
   cursor: GlobalPosition,
   log: Log,
 ): Promise<{ switched: boolean; applied: number }> {
@@ -277,7 +285,7 @@ async function switchOnce(
 
     // The tenant's rows in the live tables now reflect exactly its events up to this frontier.
     const frontier = await liveFrontier(client, base, opts.source, tenantId);
-    const pick = selector(tenantId, applied);
+    const pick = selector(tenantId, applied, consumed);
     const projection = opts.make(SCRATCH_VERSION); // fresh: its table caches must not outlive a rollback
     let scan = cursor;
     let count = 0;
