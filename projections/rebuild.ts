@@ -48,9 +48,18 @@ export async function rebuild(
   let position: GlobalPosition = START;
   let done = 0;
   await pool.query(`DELETE FROM platform.checkpoints WHERE projection = $1 OR projection LIKE $2`, [checkpointName(projection), `${checkpointName(projection)}/%`]);
+  projection.beginRebuild?.();
+  // The next batch is read while the current one is applied (another connection of the pool).
+  const read = (after: GlobalPosition) => {
+    const p = store.readAll({ after, limit: batchSize });
+    p.catch(() => undefined); // awaited below, unless applying the current batch failed first
+    return p;
+  };
+  let next = read(position);
   for (;;) {
-    const events = await store.readAll({ after: position, limit: batchSize });
+    const events = await next;
     if (events.length === 0) break;
+    next = read(events[events.length - 1]!.position);
     await applyBatch(pool, projection, events, 'rebuild', log);
     position = events[events.length - 1]!.position;
     done += events.length;
@@ -67,5 +76,7 @@ export async function rebuild(
       error: null,
     });
   }
+  // Caught up: what the projection left out while no one read this version (e.g. indexes).
+  await projection.finishRebuild?.(pool);
   return { events: done, seconds: (Date.now() - started) / 1000, position };
 }

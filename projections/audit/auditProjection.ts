@@ -1,5 +1,5 @@
-import { createHash } from 'node:crypto';
-import type { PoolClient } from 'pg';
+import * as crypto from 'node:crypto';
+import type { Pool, PoolClient } from 'pg';
 import type { AnyEvent } from '../../contracts/events';
 import { tenantRole, tenantSchema } from '../../contracts/naming';
 import { upcast } from '../../contracts/upcast';
@@ -75,16 +75,32 @@ export function describe(event: AnyEvent): AuditEntry {
   }
 }
 
-/** Canonical JSON (sorted keys) so the hash of a row is the same wherever it is computed. */
+/**
+ * Canonical JSON (sorted keys, undefined members left out) so the hash of a row is the same
+ * wherever it is computed. Written as loops (no intermediate arrays): it runs once per event.
+ */
 export function canonical(v: unknown): string {
   if (v === null || typeof v !== 'object') return JSON.stringify(v);
-  if (Array.isArray(v)) return `[${v.map(canonical).join(',')}]`;
+  if (Array.isArray(v)) {
+    let s = '[';
+    for (let i = 0; i < v.length; i++) {
+      if (i > 0) s += ',';
+      const c = canonical(v[i]) as string | undefined; // undefined, a function: an empty element (as Array.join)
+      if (c !== undefined) s += c;
+    }
+    return `${s}]`;
+  }
   const o = v as Record<string, unknown>;
-  return `{${Object.keys(o)
-    .sort()
-    .filter((k) => o[k] !== undefined)
-    .map((k) => `${JSON.stringify(k)}:${canonical(o[k])}`)
-    .join(',')}}`;
+  const keys = Object.keys(o).sort();
+  let s = '{';
+  let first = true;
+  for (const k of keys) {
+    const x = o[k];
+    if (x === undefined) continue;
+    s += `${first ? '' : ','}${JSON.stringify(k)}:${canonical(x)}`;
+    first = false;
+  }
+  return `${s}}`;
 }
 
 export interface AuditRow {
@@ -103,27 +119,76 @@ export function rowHash(prevHash: string, row: AuditRow): string {
   return chainHash(prevHash, hashedText(row));
 }
 
-/** What a row's hash covers besides the previous hash; independent of the chain. */
-function hashedText(row: AuditRow): string {
-  return canonical({ ...row, occurred_at: new Date(row.occurred_at).toISOString() });
+/**
+ * What a row's hash covers besides the previous hash; independent of the chain. It is
+ * `canonical({ ...row, occurred_at: <ISO string> })`, written out for the row's fixed members
+ * (in sorted order) so that only `details` is walked generically.
+ */
+export function hashedText(row: AuditRow): string {
+  // Members in sorted key order; one left out when undefined, as canonical() does.
+  let s = '{';
+  s = member(s, '"actor":', row.actor);
+  s = member(s, '"correlation_id":', row.correlation_id);
+  s = member(s, '"details":', row.details);
+  s = member(s, '"event_id":', row.event_id);
+  s = member(s, '"occurred_at":', new Date(row.occurred_at).toISOString());
+  s = member(s, '"position":', row.position);
+  s = member(s, '"result":', row.result);
+  s = member(s, '"subject":', row.subject);
+  s = member(s, '"type":', row.type);
+  return `${s}}`;
 }
 
+function member(s: string, key: string, v: unknown): string {
+  if (v === undefined) return s;
+  return `${s}${s.length > 1 ? ',' : ''}${key}${typeof v === 'string' ? JSON.stringify(v) : canonical(v)}`;
+}
+
+/** One-shot SHA-256 (node >= 20.12; about twice as fast as a Hash object for short inputs). */
+const oneShot = (crypto as { hash?: (algorithm: string, data: string, encoding: 'hex') => string }).hash;
+
 function chainHash(prevHash: string, text: string): string {
-  return createHash('sha256').update(prevHash).update('\n').update(text).digest('hex');
+  // prevHash is hex (ASCII): hashing the concatenation is hashing the parts in sequence.
+  if (oneShot) return oneShot('sha256', `${prevHash}\n${text}`, 'hex');
+  return crypto.createHash('sha256').update(prevHash).update('\n').update(text).digest('hex');
 }
 
 export const GENESIS = '0'.repeat(64);
 
-export async function ensureAuditTable(client: PoolClient, tenantId: string, version: number): Promise<void> {
+/**
+ * The indexes of an audit table besides its primary key, each created only when missing. A live
+ * table gets them with the table; a version being rebuilt gets them once, when it has caught up
+ * (`finishRebuild`), since maintaining them row by row costs more than building them at the end.
+ * The unique constraint has the name the inline `UNIQUE` of the live DDL gives it.
+ */
+function auditIndexesDDL(schema: string, version: number): string {
+  const name = auditTable(version);
+  const table = `${schema}.${name}`;
+  return `
+DO $$ BEGIN
+  IF to_regclass('${schema}.${name}_event_id_key') IS NULL THEN
+    ALTER TABLE ${table} ADD CONSTRAINT ${name}_event_id_key UNIQUE (event_id);
+  END IF;
+END $$;
+CREATE INDEX IF NOT EXISTS ${name}_actor ON ${table} (actor, seq);
+CREATE INDEX IF NOT EXISTS ${name}_subject ON ${table} (subject, seq);`;
+}
+
+/**
+ * Creates the tenant's audit table of `version` unless it exists; true when it created it.
+ * `deferIndexes`: without the unique constraint and the secondary indexes (a version being
+ * rebuilt, see `finishRebuild`).
+ */
+export async function ensureAuditTable(client: PoolClient, tenantId: string, version: number, deferIndexes = false): Promise<boolean> {
   const schema = tenantSchema(tenantId);
   const table = `${schema}.${auditTable(version)}`;
   const r = await client.query('SELECT to_regclass($1) AS t', [table]);
-  if (r.rows[0]?.t) return;
+  if (r.rows[0]?.t) return false;
   await client.query(`
 SET LOCAL ROLE ${SCHEMA_OWNER};
 CREATE TABLE IF NOT EXISTS ${table} (
   seq bigserial PRIMARY KEY,
-  event_id uuid NOT NULL UNIQUE,
+  event_id uuid NOT NULL${deferIndexes ? '' : ' UNIQUE'},
   position text NOT NULL,
   occurred_at timestamptz NOT NULL,
   actor text NOT NULL,
@@ -134,11 +199,16 @@ CREATE TABLE IF NOT EXISTS ${table} (
   details jsonb NOT NULL,
   prev_hash text NOT NULL,
   hash text NOT NULL
-);
-CREATE INDEX IF NOT EXISTS ${auditTable(version)}_actor ON ${table} (actor, seq);
-CREATE INDEX IF NOT EXISTS ${auditTable(version)}_subject ON ${table} (subject, seq);
+);${deferIndexes ? '' : auditIndexesDDL(schema, version)}
 GRANT SELECT, INSERT ON ${table} TO ${tenantRole(tenantId)};
 GRANT USAGE ON SEQUENCE ${table}_seq_seq TO ${tenantRole(tenantId)};
+RESET ROLE;`);
+  return true;
+}
+
+/** Creates the audit table's missing indexes (as the schema owner, in the caller's transaction). */
+async function ensureAuditIndexes(client: PoolClient, schema: string, version: number): Promise<void> {
+  await client.query(`SET LOCAL ROLE ${SCHEMA_OWNER};${auditIndexesDDL(schema, version)}
 RESET ROLE;`);
 }
 
@@ -159,7 +229,17 @@ export function auditRow(recorded: RecordedEvent): AuditRow {
 }
 
 export function auditProjection(version = AUDIT_VERSION): Projection {
+  /** Tenants whose table exists, as of the last committed batch. */
   const ready = new Set<string>();
+  /**
+   * While rebuilding (`beginRebuild`): tenants whose table this rebuild created, as of the last
+   * committed batch. Such a table is written by this rebuild alone, which offers each event of the
+   * log once, so it has no duplicates to look for (and has no unique index to look them up with).
+   */
+  const fresh = new Set<string>();
+  /** What the batch in progress learnt about tenants' tables; kept by `afterCommit` only. */
+  const pending = new Map<string, 'ready' | 'fresh'>();
+  let rebuilding = false;
   const table = auditTable(version);
   /**
    * Whether the tenant's table can take rows: 'ready', or 'skip' when the tenant was erased
@@ -167,24 +247,79 @@ export function auditProjection(version = AUDIT_VERSION): Projection {
    * tenant's schema yet, so the batch is retried.
    */
   const prepare = async (client: PoolClient, tenantId: string, types: string[]): Promise<'ready' | 'skip'> => {
-    if (ready.has(tenantId)) return 'ready';
+    if (ready.has(tenantId) || pending.has(tenantId)) return 'ready';
     if (!(await tenantSchemaExists(client, tenantId))) {
       const t = await client.query<{ status: string }>('SELECT status FROM platform.tenants WHERE tenant_id = $1', [tenantId]);
       const erased = (type: string) => t.rows[0]?.status === 'deleted' || (t.rows[0] !== undefined && type !== 'TenantProvisioned');
       if (types.every(erased)) return 'skip';
       throw new TenantNotReadyError(tenantId);
     }
-    await ensureAuditTable(client, tenantId, version);
-    ready.add(tenantId);
+    if (await ensureAuditTable(client, tenantId, version, rebuilding)) {
+      pending.set(tenantId, rebuilding ? 'fresh' : 'ready');
+    } else {
+      // Written before this rebuild began (e.g. by a failed earlier one): looked up for duplicates.
+      if (rebuilding) await ensureAuditIndexes(client, tenantSchema(tenantId), version);
+      pending.set(tenantId, 'ready');
+    }
     return 'ready';
   };
-  return {
+  const projection: Projection = {
     name: 'audit',
     version,
     categories: ['tenant', 'security', 'document', 'activity'],
+    beginRebuild() {
+      rebuilding = true;
+      ready.clear();
+      fresh.clear();
+      pending.clear();
+    },
+    async finishRebuild(pool: Pool) {
+      rebuilding = false;
+      fresh.clear();
+      const r = await pool.query<{ schema: string }>(
+        `SELECT n.nspname AS schema FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relname = $1 AND c.relkind = 'r' ORDER BY 1`,
+        [table],
+      );
+      // Two connections (index builds are CPU-bound), one transaction each: one commit, not one per tenant.
+      const schemas = r.rows.map((row) => row.schema);
+      const lanes = Math.min(2, schemas.length);
+      await Promise.all(
+        Array.from({ length: lanes }, async (_, lane) => {
+          const client = await pool.connect();
+          try {
+            await client.query('BEGIN');
+            for (let i = lane; i < schemas.length; i += lanes) {
+              await client.query('SAVEPOINT tenant');
+              try {
+                await ensureAuditIndexes(client, schemas[i]!, version);
+                await client.query('RELEASE SAVEPOINT tenant');
+              } catch (err) {
+                // The tenant was erased meanwhile (its schema dropped): nothing left to index.
+                if (!['42P01', '3F000'].includes((err as { code?: string }).code ?? '')) throw err;
+                await client.query('ROLLBACK TO SAVEPOINT tenant');
+              }
+            }
+            await client.query('COMMIT');
+          } catch (err) {
+            await client.query('ROLLBACK').catch(() => undefined);
+            throw err;
+          } finally {
+            client.release();
+          }
+        }),
+      );
+    },
+    afterCommit() {
+      for (const [tenantId, state] of pending) {
+        ready.add(tenantId);
+        if (state === 'fresh') fresh.add(tenantId);
+      }
+      pending.clear();
+    },
     canHandle: (type) => type !== 'TenantDeleted',
     async apply(client: PoolClient, recorded: RecordedEvent) {
       const tenantId = recorded.metadata.tenantId;
+      pending.clear(); // not knowing whether an earlier call's transaction committed: asked again
       if ((await prepare(client, tenantId, [recorded.type])) === 'skip') return;
       await enterTenant(client, tenantId);
       const dup = await client.query(`SELECT 1 FROM ${table} WHERE event_id = $1`, [recorded.eventId]);
@@ -204,6 +339,7 @@ export function auditProjection(version = AUDIT_VERSION): Projection {
      * are those `apply` writes event by event.
      */
     async applyMany(client: PoolClient, events: RecordedEvent[]) {
+      pending.clear(); // a new transaction: what an uncommitted earlier one learnt does not hold
       const byTenant = new Map<string, RecordedEvent[]>();
       for (const e of events) {
         const list = byTenant.get(e.metadata.tenantId);
@@ -226,12 +362,15 @@ export function auditProjection(version = AUDIT_VERSION): Projection {
       let inserting: Promise<unknown> = Promise.resolve();
       for (const [tenantId, list] of tenants) {
         const entered = expected(enterTenant(client, tenantId));
+        const isFresh = fresh.has(tenantId) || pending.get(tenantId) === 'fresh';
         const head = expected(
-          client.query<{ prev: string | null; dups: string[] }>(
-            `SELECT (SELECT hash FROM ${table} ORDER BY seq DESC LIMIT 1) AS prev,
-                    ARRAY(SELECT event_id::text FROM ${table} WHERE event_id = ANY($1::uuid[])) AS dups`,
-            [list.map((e) => e.eventId)],
-          ),
+          isFresh
+            ? client.query<{ prev: string | null; dups: string[] }>(`SELECT (SELECT hash FROM ${table} ORDER BY seq DESC LIMIT 1) AS prev, '{}'::text[] AS dups`)
+            : client.query<{ prev: string | null; dups: string[] }>(
+                `SELECT (SELECT hash FROM ${table} ORDER BY seq DESC LIMIT 1) AS prev,
+                        ARRAY(SELECT event_id::text FROM ${table} WHERE event_id = ANY($1::uuid[])) AS dups`,
+                [list.map((e) => e.eventId)],
+              ),
         );
         const prepared = list.map((e) => {
           const row = auditRow(e);
@@ -242,32 +381,56 @@ export function auditProjection(version = AUDIT_VERSION): Projection {
         const r = await head;
         const seen = new Set(r.rows[0]!.dups);
         let prevHash = r.rows[0]!.prev ?? GENESIS;
-        const cols: unknown[][] = Array.from({ length: 11 }, () => []);
+        const rows: Record<string, unknown>[] = [];
         for (const { id, row, text } of prepared) {
           if (seen.has(id)) continue; // applied before, or earlier in this batch
           seen.add(id);
           const hash = chainHash(prevHash, text);
-          const values = [row.event_id, row.position, row.occurred_at, row.actor, row.type, row.subject, row.correlation_id, row.result, JSON.stringify(row.details), prevHash, hash];
-          values.forEach((v, i) => cols[i]!.push(v));
+          rows.push({ e: row.event_id, p: row.position, o: row.occurred_at, a: row.actor, t: row.type, s: row.subject, c: row.correlation_id, r: row.result, d: row.details, ph: prevHash, h: hash });
           prevHash = hash;
         }
-        if (cols[0]!.length === 0) {
+        if (rows.length === 0) {
           inserting = Promise.resolve();
           continue;
         }
-        // Ordered by ordinality so seq follows the chain.
+        // The rows as one JSON document (serialised natively, parsed by PostgreSQL in one pass:
+        // cheaper than eleven array parameters), ordered by ordinality so seq follows the chain.
         inserting = expected(
           client.query(
             `INSERT INTO ${table} (event_id, position, occurred_at, actor, type, subject, correlation_id, result, details, prev_hash, hash)
              SELECT e, p, o, a, t, s, c, r, d, ph, h
-             FROM unnest($1::uuid[], $2::text[], $3::timestamptz[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::jsonb[], $10::text[], $11::text[])
+             FROM ROWS FROM (json_to_recordset($1::json) AS (e uuid, p text, o timestamptz, a text, t text, s text, c text, r text, d jsonb, ph text, h text))
                WITH ORDINALITY AS x(e, p, o, a, t, s, c, r, d, ph, h, n)
              ORDER BY n`,
-            cols,
+            [JSON.stringify(rows)],
           ),
         );
       }
       await inserting;
     },
+  };
+  /**
+   * A tenant erased since its table was cached (its schema and role dropped, e.g. a late activity
+   * record after TenantDeleted): the batch fails, the cache forgets the batch's tenants, and the
+   * retry finds the tenant gone and skips its events instead of failing for ever. (`fresh`
+   * tables, during a rebuild, are re-learnt as ordinary ones: duplicates are then looked up.)
+   */
+  const forgetOnFailure = async (events: RecordedEvent[], fn: () => Promise<void>): Promise<void> => {
+    try {
+      await fn();
+    } catch (err) {
+      // Whatever failed (SET ROLE of a dropped role says 22023, a generic code), forgetting costs
+      // the retry one lookup per tenant.
+      for (const e of events) {
+        ready.delete(e.metadata.tenantId);
+        fresh.delete(e.metadata.tenantId);
+      }
+      throw err;
+    }
+  };
+  return {
+    ...projection,
+    apply: (client, event) => forgetOnFailure([event], () => projection.apply(client, event)),
+    applyMany: (client, events) => forgetOnFailure(events, () => projection.applyMany!(client, events)),
   };
 }

@@ -124,6 +124,18 @@ describe('audit log, usage analytics, replay and tenant deletion', () => {
     const info = done.body.items.find((p: { name: string }) => p.name === 'audit');
     expect(info.rebuild.state).toBe('switched');
     expect(await checksum('audit_log_v2')).toBe(before);
+    // The rebuild built its indexes only when it had caught up: the same as the live-created table's.
+    const indexes = async (table: string) =>
+      (await product.deps.pool.query<{ indexdef: string }>('SELECT indexdef FROM pg_indexes WHERE schemaname = $1 AND tablename = $2 ORDER BY indexname', [schema, table])).rows.map((r) =>
+        r.indexdef.replaceAll(table, 'audit_log_vN'),
+      );
+    expect(await indexes('audit_log_v2')).toEqual(await indexes('audit_log_v1'));
+    expect((await indexes('audit_log_v1')).length).toBe(4);
+    const constraints = async (table: string) =>
+      (await product.deps.pool.query<{ c: string }>(`SELECT conname || ' ' || pg_get_constraintdef(oid) AS c FROM pg_constraint WHERE conrelid = $1::regclass ORDER BY conname`, [`${schema}.${table}`])).rows.map((r) =>
+        r.c.replaceAll(table, 'audit_log_vN'),
+      );
+    expect(await constraints('audit_log_v2')).toEqual(await constraints('audit_log_v1'));
     expect((await request(product.app).post('/v1/admin/projections/catalog/rebuild').set(op)).status).toBe(409);
     expect((await request(product.app).post('/v1/admin/projections/nope/rebuild').set(op)).status).toBe(404);
   });

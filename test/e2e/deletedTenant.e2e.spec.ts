@@ -35,6 +35,8 @@ describe('events of a tenant that was deleted meanwhile', () => {
     expect((await request(product.app).delete(`/v1/tenants/${doomed.id}`).set(op)).status).toBe(204);
     await eventually(async () => (await product.deps.pool.query('SELECT 1 FROM pg_namespace WHERE nspname = $1', [tenantSchema(doomed.id)])).rowCount, (n) => n === 0);
 
+    // Erased down to tombstones (streams included), so nothing removes the late event below.
+    await eventually(async () => (await product.deps.store.streamsOfTenant(doomed.id)).length, (n) => n === 0);
     // A late flush of the recorder, after the erasure.
     await product.deps.store.appendToStream(
       streamId('activity', doomed.id, 'late'),
