@@ -81,6 +81,7 @@ export function startIndexer(
   const log = opts.log ?? (() => undefined);
   // Parsing and chunking run in a worker thread: token counting a large file takes seconds.
   const preparer = deps.preparer ?? createDocumentPreparer({ log: (level, msg, extra) => log(level, msg, extra) });
+  void preparer.warmUp(embedder).catch((err) => log('warn', 'document preparer warm-up failed', { error: (err as Error).message }));
   let stopped = false;
   const running = new Set<Job>();
   const sleepers = new Set<() => void>();

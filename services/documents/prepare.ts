@@ -53,6 +53,11 @@ export async function prepareDocument(input: ParseInput, opts: PrepareOptions & 
 export interface DocumentPreparer {
   /** Parses and chunks for `embedder`'s token budget; rejects with DocumentParseError for unreadable files. */
   prepare(input: ParseInput, opts: PrepareOptions & { embedder: Pick<Embedder, 'countTokens' | 'tokenCounter'>; timeoutMs?: number }): Promise<Prepared>;
+  /**
+   * Starts the worker and loads the parsers and `embedder`'s tokenizer there (about 0.7 s), so
+   * that the first upload does not wait for it.
+   */
+  warmUp(embedder: Pick<Embedder, 'countTokens' | 'tokenCounter'>): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -135,7 +140,7 @@ export function createDocumentPreparer(opts: { timeoutMs?: number; log?: (level:
       if (pending.size === 0) worker?.unref();
     });
 
-  return {
+  const preparer: DocumentPreparer = {
     prepare(input, o) {
       if (closed) return Promise.reject(new Error('document preparer is closed'));
       const spec = o.embedder.tokenCounter;
@@ -145,9 +150,13 @@ export function createDocumentPreparer(opts: { timeoutMs?: number; log?: (level:
       queue = run.catch(() => undefined);
       return run;
     },
+    async warmUp(embedder) {
+      await preparer.prepare({ filename: 'warm-up.txt', bytes: Buffer.from('Warm up.'), declaredType: 'text/plain' }, { maxTokens: 256, overlapTokens: 0, embedder });
+    },
     async close() {
       closed = true;
       if (worker) retire(worker, new Error('document preparer is closed'));
     },
   };
+  return preparer;
 }
