@@ -4,6 +4,7 @@ import type { EventBus } from '../services/core/eventBus';
 import type { EventStore, GlobalPosition, RecordedEvent } from '../services/core/eventStore';
 import { START } from '../services/core/eventStore';
 import { createSleeper } from '../services/core/sleeper';
+import { withTransaction } from '../infra/postgres/pool';
 
 /**
  * A projection: `apply` writes the read model for one event; the runner commits a batch of
@@ -108,9 +109,7 @@ export async function applyBatch(
   const base = checkpointName(projection);
   const applied: RecordedEvent[] = [];
   const tenantPositions = new Map<string, GlobalPosition>();
-  const client = await pool.connect();
-  try {
-    await client.query('BEGIN');
+  await withTransaction(pool, async (client) => {
     const keyed = new Map<string, GlobalPosition>();
     if (mode !== 'global') {
       const keys = [...new Set(events.map((e) => { const s = parseStreamId(e.streamId); return keyedCheckpoint(base, s.category, s.tenantId ?? 'none'); }))];
@@ -155,13 +154,7 @@ export async function applyBatch(
     const entries: [string, GlobalPosition][] = mode === 'global' ? [] : [...dirty].map((k): [string, GlobalPosition] => [k, keyed.get(k)!]);
     if (mode !== 'keyed' && last) entries.push([base, last.position]);
     await writeCheckpoints(client, entries);
-    await client.query('COMMIT');
-  } catch (err) {
-    await client.query('ROLLBACK').catch(() => undefined);
-    throw err;
-  } finally {
-    client.release();
-  }
+  });
   if (applied.length) projection.afterCommit?.(applied);
   return { applied, tenantPositions };
 }

@@ -48,14 +48,14 @@ export type IsolationLevel = 'read committed' | 'repeatable read' | 'serializabl
 export async function withTransaction<T>(
   pool: pg.Pool,
   fn: (client: pg.PoolClient) => Promise<T>,
-  opts: { isolation?: IsolationLevel; readOnly?: boolean } = {},
+  opts: { isolation?: IsolationLevel; readOnly?: boolean; /** Sent with BEGIN, one round trip (e.g. SET LOCAL ...). */ then?: string } = {},
 ): Promise<T> {
   const mode = [opts.isolation ? `ISOLATION LEVEL ${opts.isolation.toUpperCase()}` : '', opts.readOnly ? 'READ ONLY' : '']
     .filter(Boolean)
     .join(' ');
   const client = await pool.connect();
   try {
-    await client.query(mode ? `BEGIN ${mode}` : 'BEGIN');
+    await client.query(`${mode ? `BEGIN ${mode}` : 'BEGIN'}${opts.then ? `; ${opts.then}` : ''}`);
   } catch (err) {
     client.release(toError(err));
     throw err;

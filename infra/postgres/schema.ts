@@ -1,5 +1,6 @@
 import type { Pool, PoolClient } from 'pg';
 import { tenantRole, tenantSchema } from '../../contracts/naming';
+import { withTransaction } from './pool';
 
 /**
  * Platform schema (tenants, users, token hashes, checkpoints, content) and per-tenant schemas.
@@ -135,19 +136,11 @@ CREATE TABLE IF NOT EXISTS content.blobs (
 `;
 
 export async function migratePlatform(pool: Pool): Promise<void> {
-  const client = await pool.connect();
-  try {
-    await client.query('BEGIN');
+  await withTransaction(pool, async (client) => {
     // Several processes may start at once: one migrates, the others wait.
     await client.query('SELECT pg_advisory_xact_lock(7157001)');
     await client.query(PLATFORM_DDL);
-    await client.query('COMMIT');
-  } catch (err) {
-    await client.query('ROLLBACK').catch(() => undefined);
-    throw err;
-  } finally {
-    client.release();
-  }
+  });
 }
 
 /** The read-model tables of one tenant (same DDL for live schemas and replay snapshots). */
@@ -207,9 +200,7 @@ CREATE TABLE ${schema}.chunks (
  * with embedder_id. Idempotent; runs at start under the platform migration lock.
  */
 export async function migrateTenantSchemas(pool: Pool): Promise<number> {
-  const client = await pool.connect();
-  try {
-    await client.query('BEGIN');
+  return withTransaction(pool, async (client) => {
     await client.query('SELECT pg_advisory_xact_lock(7157001)');
     const stale = await client.query<{ schema: string }>(
       `SELECT n.nspname AS schema FROM pg_class t JOIN pg_namespace n ON n.oid = t.relnamespace
@@ -227,14 +218,8 @@ UPDATE ${s}.document_index SET embedder_sets = ARRAY[embedder_id] WHERE ready_ve
 ALTER TABLE ${s}.chunks DROP CONSTRAINT IF EXISTS chunks_pkey;
 ALTER TABLE ${s}.chunks ADD PRIMARY KEY (document_id, version, embedder_id, chunk_index);`);
     }
-    await client.query('COMMIT');
     return stale.rows.length;
-  } catch (err) {
-    await client.query('ROLLBACK').catch(() => undefined);
-    throw err;
-  } finally {
-    client.release();
-  }
+  });
 }
 
 export async function createTenantSchema(client: PoolClient, tenantId: string): Promise<void> {
@@ -283,18 +268,8 @@ export async function leaveTenant(client: PoolClient): Promise<void> {
  * pooled connection carries nothing into the next request.
  */
 export async function withTenant<T>(pool: Pool, tenantId: string, fn: (client: PoolClient) => Promise<T>, opts: { readOnly?: boolean } = {}): Promise<T> {
-  const client = await pool.connect();
-  try {
-    await client.query(
-      `BEGIN${opts.readOnly ? ' READ ONLY' : ''}; SET LOCAL ROLE ${tenantRole(tenantId)}; SET LOCAL search_path TO ${tenantSchema(tenantId)}, pg_catalog, pg_temp`,
-    );
-    const result = await fn(client);
-    await client.query('COMMIT');
-    return result;
-  } catch (err) {
-    await client.query('ROLLBACK').catch(() => undefined);
-    throw err;
-  } finally {
-    client.release();
-  }
+  return withTransaction(pool, fn, {
+    readOnly: opts.readOnly,
+    then: `SET LOCAL ROLE ${tenantRole(tenantId)}; SET LOCAL search_path TO ${tenantSchema(tenantId)}, pg_catalog, pg_temp`,
+  });
 }

@@ -3,6 +3,7 @@ import type { Pool, PoolClient } from 'pg';
 import type { AnyEvent } from '../../contracts/events';
 import { tenantRole, tenantSchema } from '../../contracts/naming';
 import { upcast } from '../../contracts/upcast';
+import { withTransaction } from '../../infra/postgres/pool';
 import { SCHEMA_OWNER, enterTenant, tenantSchemaExists } from '../../infra/postgres/schema';
 import { assertNever } from '../../services/core/errors';
 import type { RecordedEvent } from '../../services/core/eventStore';
@@ -284,10 +285,8 @@ export function auditProjection(version = AUDIT_VERSION): Projection {
       const schemas = r.rows.map((row) => row.schema);
       const lanes = Math.min(2, schemas.length);
       await Promise.all(
-        Array.from({ length: lanes }, async (_, lane) => {
-          const client = await pool.connect();
-          try {
-            await client.query('BEGIN');
+        Array.from({ length: lanes }, (_, lane) =>
+          withTransaction(pool, async (client) => {
             for (let i = lane; i < schemas.length; i += lanes) {
               await client.query('SAVEPOINT tenant');
               try {
@@ -299,14 +298,8 @@ export function auditProjection(version = AUDIT_VERSION): Projection {
                 await client.query('ROLLBACK TO SAVEPOINT tenant');
               }
             }
-            await client.query('COMMIT');
-          } catch (err) {
-            await client.query('ROLLBACK').catch(() => undefined);
-            throw err;
-          } finally {
-            client.release();
-          }
-        }),
+          }),
+        ),
       );
     },
     afterCommit() {

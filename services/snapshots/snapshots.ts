@@ -4,6 +4,7 @@ import type { DocumentEvent } from '../../contracts/events';
 import { parseStreamId } from '../../contracts/naming';
 import { upcast } from '../../contracts/upcast';
 import type { ContentStore } from '../../infra/postgres/contentStore';
+import { withTransaction } from '../../infra/postgres/pool';
 import { createTenantSchema, dropTenantSchema, withTenant } from '../../infra/postgres/schema';
 import { ConflictError, NotFoundError, ValidationError } from '../core/errors';
 import type { EventStore, RecordedEvent } from '../core/eventStore';
@@ -60,20 +61,12 @@ export async function createSnapshot(
     if (state.status === 'active' && last) asOf.push({ state, ...last });
   }
 
-  const client = await deps.pool.connect();
-  try {
-    await client.query('BEGIN');
+  await withTransaction(deps.pool, async (client) => {
     await createTenantSchema(client, snapshotId);
     await client.query('INSERT INTO platform.snapshots (tenant_id, name, snapshot_id, until, documents) VALUES ($1, $2, $3, $4, $5)', [
       tenantId, name, snapshotId, untilRaw, asOf.length,
     ]);
-    await client.query('COMMIT');
-  } catch (err) {
-    await client.query('ROLLBACK').catch(() => undefined);
-    throw err;
-  } finally {
-    client.release();
-  }
+  });
   await deps.index.ensureTenant(snapshotId);
   for (const d of asOf) {
     const bytes = await deps.content.get(tenantId, d.state.sha256);

@@ -1,8 +1,5 @@
-import { execFile } from 'node:child_process';
 import { createHash, randomUUID } from 'node:crypto';
 import type { Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { join } from 'node:path';
 import request from 'supertest';
 import { parseStreamId, streamId, tenantSchema } from '../../contracts/naming';
 import { analyticsProjection } from '../../projections/analytics/analyticsProjection';
@@ -12,6 +9,7 @@ import { metadataFor } from '../../services/core/commandHandler';
 import { START, type GlobalPosition } from '../../services/core/eventStore';
 import type { Product } from '../../services/product';
 import { eventually } from '../support/eventually';
+import { runReplay } from '../support/replayCli';
 import { ADMIN, provisionTenant, startTestProduct, type TestTenant, waitUntilIndexed } from '../support/product';
 import { productionAvailability, productionServers } from '../support/servers';
 import { describeSkipped } from '../support/skip';
@@ -398,13 +396,7 @@ if ('skip' in availability) {
         const beforeB = await usage(b);
         await product.deps.pool.query(`UPDATE analytics.usage_daily_v${version} SET searches = 999, bytes_stored = 1 WHERE tenant_id = $1`, [a.id]);
         expect(today((await usage(a)).days).searches).toBe(999);
-        const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-        const tsx = join(__dirname, '../../node_modules/.bin/tsx');
-        const out = await new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
-          execFile(tsx, [join(__dirname, '../../services/admin/replay.ts'), 'analytics', '--tenant', a.slug, '--url', url], { env: { ...process.env, ADMIN_TOKEN: ADMIN }, timeout: WAIT_MS }, (err, stdout, stderr) =>
-            resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
-          );
-        });
+        const out = await runReplay(server, ['analytics', '--tenant', a.slug], WAIT_MS);
         expect(out.stderr).toBe('');
         expect(out.code).toBe(0);
         expect(out.stdout).toContain('switched');

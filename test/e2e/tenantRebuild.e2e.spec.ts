@@ -1,7 +1,4 @@
-import { execFile } from 'node:child_process';
 import type { Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { join } from 'node:path';
 import { createHash, randomUUID } from 'node:crypto';
 import request from 'supertest';
 import { streamId, tenantSchema } from '../../contracts/naming';
@@ -9,6 +6,7 @@ import { metadataFor } from '../../services/core/commandHandler';
 import type { TenantRebuildProgress } from '../../projections/tenantRebuild';
 import type { Product } from '../../services/product';
 import { eventually } from '../support/eventually';
+import { runReplay } from '../support/replayCli';
 import { ADMIN, provisionTenant, startTestProduct, type TestTenant, waitUntilIndexed } from '../support/product';
 
 const op = { Authorization: `Bearer ${ADMIN}` };
@@ -260,13 +258,7 @@ describe('rebuilding one tenant of a live projection (replay --tenant)', () => {
     });
 
     it('rebuilds that tenant through the running product and draws the progress bar', async () => {
-      const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-      const tsx = join(__dirname, '../../node_modules/.bin/tsx');
-      const out = await new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
-        execFile(tsx, [join(__dirname, '../../services/admin/replay.ts'), 'audit', '--tenant', b.slug, '--url', url], { env: { ...process.env, ADMIN_TOKEN: ADMIN }, timeout: 45_000 }, (err, stdout, stderr) =>
-          resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
-        );
-      });
+      const out = await runReplay(server, ['audit', '--tenant', b.slug], 45_000);
       expect(out.stderr).toBe('');
       expect(out.code).toBe(0);
       expect(out.stdout).toMatch(new RegExp(`audit \\(tenant ${b.slug}\\) v1 \\[[#.]+\\]\\s+\\d+% \\d+/\\d+ events\\s+\\d+ ev/s\\s+ETA \\d+ s`));
