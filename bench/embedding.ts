@@ -67,7 +67,7 @@ export async function embeddingBench(b: Bench): Promise<Figure[]> {
   }
 
   // ---- 1. pipeline vs raw onnxruntime, same chunks --------------------------------------------
-  if (process.env.BENCH_SKIP_PIPELINE !== '1') try {
+  try {
     const core = await onnxCore.loadOnnxCore({ modelDir: DEFAULT_MODEL_DIR, threads: 1 });
     if (!core) throw new Error('the model did not load');
     const chunks = sampleChunks(quick ? 64 : 256, (t) => core.countTokens(t));
@@ -100,7 +100,6 @@ export async function embeddingBench(b: Bench): Promise<Figure[]> {
   let http: HttpClient | null = null;
   let productRate = NaN;
   let chunksTotal = 0;
-  let gatewayRun: OpenLoopRun | null = null;
   const markdown = markdownDocument(DOC_BYTES, 23);
   try {
     b.log('embedding: starting the product with the model');
@@ -135,7 +134,7 @@ export async function embeddingBench(b: Bench): Promise<Figure[]> {
 
     // 2. Reads while embedding runs.
     b.log(`embedding: GET /v1/documents at ${READ_RATE}/s for ${seconds} s, while the document is embedded`);
-    gatewayRun = await openLoop(product.baseUrl, reader.token, '/v1/documents', READ_RATE, seconds * 1000);
+    const gatewayRun = await openLoop(product.baseUrl, reader.token, '/v1/documents', READ_RATE, seconds * 1000);
     const during = await progress();
     if (during.status !== 'indexing' && during.status !== 'pending') b.log(`embedding: the document was ${during.status} by the end of the read load`);
     const lat = summariseLatency([gatewayRun.latencies]);

@@ -75,7 +75,7 @@ export async function readCheckpoint(pool: Pool, name: string): Promise<GlobalPo
   return r.rows[0]?.position ?? START;
 }
 
-async function writeCheckpoints(client: PoolClient, entries: [string, GlobalPosition][]): Promise<void> {
+async function writeCheckpoints(client: Pool | PoolClient, entries: [string, GlobalPosition][]): Promise<void> {
   if (entries.length === 0) return;
   await client.query(
     `INSERT INTO platform.checkpoints (projection, position, updated_at)
@@ -210,12 +210,7 @@ export function startProjection(store: EventStore, pool: Pool, projection: Proje
   let checkpointSavedAt = 0;
   let unsaved = false;
   const saveCheckpoint = async (at: GlobalPosition) => {
-    const client = await pool.connect();
-    try {
-      await writeCheckpoints(client, [[name, at]]);
-    } finally {
-      client.release();
-    }
+    await writeCheckpoints(pool, [[name, at]]);
     checkpointSavedAt = Date.now();
     unsaved = false;
   };

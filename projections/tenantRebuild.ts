@@ -2,6 +2,7 @@ import type { Pool, PoolClient } from 'pg';
 import { parseStreamId, tenantSchema } from '../contracts/naming';
 import type { EventStore, GlobalPosition, RecordedEvent } from '../services/core/eventStore';
 import { START } from '../services/core/eventStore';
+import { ANALYTICS_TABLES } from './analytics/analyticsProjection';
 import { auditTable } from './audit/auditProjection';
 import type { RebuildProgress } from './rebuild';
 import { applyBatch, checkpointName, type Projection, type RunnerOptions, tenantMismatch } from './runner';
@@ -40,7 +41,7 @@ export interface TenantTable {
 /** The tables each tenant-rebuildable projection writes, per version. */
 const TENANT_TABLES: Record<string, (version: number, tenantId: string) => TenantTable[]> = {
   audit: (version, tenantId) => [{ schema: tenantSchema(tenantId), table: auditTable(version), tenantColumn: null }],
-  analytics: (version) => ['usage_daily', 'usage_docs', 'usage_totals'].map((t) => ({ schema: 'analytics', table: `${t}_v${version}`, tenantColumn: 'tenant_id' })),
+  analytics: (version) => ANALYTICS_TABLES.map((t) => ({ schema: 'analytics', table: `${t}_v${version}`, tenantColumn: 'tenant_id' })),
 };
 
 export const tenantRebuildable = (name: string): boolean => name in TENANT_TABLES;

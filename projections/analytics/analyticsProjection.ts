@@ -12,6 +12,8 @@ import type { Projection } from '../runner';
  * Tables are per projection version (`usage_daily_v<N>`, `usage_docs_v<N>`), so a rebuild builds beside.
  */
 export const ANALYTICS_VERSION = 1;
+/** Its tables, each suffixed `_v<version>` in schema `analytics`, keyed by tenant_id (per-tenant rebuilds replace a tenant's rows in each). */
+export const ANALYTICS_TABLES = ['usage_daily', 'usage_docs', 'usage_totals'] as const;
 
 export async function ensureAnalyticsTables(client: PoolClient, version: number): Promise<void> {
   await client.query(`

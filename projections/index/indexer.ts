@@ -9,7 +9,7 @@ import type { ContentStore } from '../../infra/postgres/contentStore';
 import { tenantSchemaExists, withTenant } from '../../infra/postgres/schema';
 import type { Embedder } from '../../services/core/ports';
 import type { EmbedderRegistry } from '../../infra/embeddings';
-import { servingFromData } from './servingEmbedders';
+import { servingFromData, type ServingEmbedders } from './servingEmbedders';
 import type { KnowledgeIndex } from '../../services/search/knowledgeIndex';
 
 /**
@@ -61,7 +61,7 @@ export interface Indexer {
 }
 
 export function startIndexer(
-  deps: { pool: Pool; store: EventStore; content: ContentStore; index: KnowledgeIndex; embedder: Embedder; registry?: EmbedderRegistry; preparer?: DocumentPreparer },
+  deps: { pool: Pool; store: EventStore; content: ContentStore; index: KnowledgeIndex; embedder: Embedder; registry?: EmbedderRegistry; preparer?: DocumentPreparer; serving?: ServingEmbedders },
   opts: IndexerOptions,
 ): Indexer {
   const { pool, store, content, index, embedder } = deps;
@@ -306,6 +306,7 @@ export function startIndexer(
            drop_after = LEAST(platform.tenant_embedders.drop_after, EXCLUDED.drop_after), updated_at = now()`,
         [tenant_id, serving, loadable, building, abandoned],
       );
+      deps.serving?.invalidate(tenant_id);
       if (!building) continue;
       if (!loadable) {
         log('warn', 're-embedding: the serving embedder cannot be loaded; the tenant answers by keyword over its old chunks until the switch', {
@@ -381,6 +382,7 @@ export function startIndexer(
              WHERE tenant_id = $1 AND building_embedder = $2`,
             [row.tenant_id, row.building_embedder, done, total, String(graceMs)],
           );
+          if (r.rowCount) deps.serving?.invalidate(row.tenant_id);
           if (r.rowCount) log('info', 're-embedding complete: tenant switched to the new embedder', { tenantId: row.tenant_id, from: row.serving_embedder, to: row.building_embedder, documents: total });
         } else {
           await pool.query('UPDATE platform.tenant_embedders SET docs_done = $3, docs_total = $4, updated_at = now() WHERE tenant_id = $1 AND building_embedder = $2', [

@@ -34,18 +34,36 @@ export interface ServingStatus {
 
 export interface ServingEmbedders {
   forSearch(tenantId: string): Promise<ServedBy>;
+  /** This process changed the tenant's row (the indexer's switch): read it again at the next search. */
+  invalidate(tenantId: string): void;
 }
 
+/**
+ * Rows are cached for at most CACHE_MS per process, so a search costs no lookup of its own. A
+ * process that did not make a switch sees it within CACHE_MS, well inside the grace period before
+ * the old sets are dropped (GRACE in the indexer, 10 s).
+ */
+const CACHE_MS = 1000;
+
 export function servingEmbedders(pool: Pool, registry: EmbedderRegistry): ServingEmbedders {
+  const cache = new Map<string, { row: { serving_embedder: string; building_embedder: string | null } | null; at: number }>();
   return {
     async forSearch(tenantId) {
-      const r = await pool.query<{ serving_embedder: string; building_embedder: string | null }>(
-        'SELECT serving_embedder, building_embedder FROM platform.tenant_embedders WHERE tenant_id = $1',
-        [tenantId],
-      );
-      const row = r.rows[0];
+      let hit = cache.get(tenantId);
+      if (!hit || Date.now() - hit.at >= CACHE_MS) {
+        const r = await pool.query<{ serving_embedder: string; building_embedder: string | null }>(
+          'SELECT serving_embedder, building_embedder FROM platform.tenant_embedders WHERE tenant_id = $1',
+          [tenantId],
+        );
+        hit = { row: r.rows[0] ?? null, at: Date.now() };
+        cache.set(tenantId, hit);
+      }
+      const row = hit.row;
       if (!row) return { embedderId: registry.current.id, embedder: registry.current, fallbackEmbedderId: null };
       return { embedderId: row.serving_embedder, embedder: await registry.get(row.serving_embedder), fallbackEmbedderId: row.building_embedder };
+    },
+    invalidate(tenantId) {
+      cache.delete(tenantId);
     },
   };
 }

@@ -71,6 +71,7 @@ type Reply =
   | { id: number; ok: false; parse?: { code: DocumentParseErrorCode; reason: string }; message?: string };
 
 export const PREPARE_WORKER = join(__dirname, 'prepareWorker.js');
+const WORKER_SHIPPED = existsSync(PREPARE_WORKER);
 const DEFAULT_TIMEOUT_MS = 120_000;
 
 /**
@@ -145,7 +146,7 @@ export function createDocumentPreparer(opts: { timeoutMs?: number; log?: (level:
       if (closed) return Promise.reject(new Error('document preparer is closed'));
       const spec = o.embedder.tokenCounter;
       const options = { maxTokens: o.maxTokens, overlapTokens: o.overlapTokens };
-      if (!spec || !existsSync(PREPARE_WORKER)) return prepareDocument(input, { ...options, countTokens: (t) => o.embedder.countTokens(t) });
+      if (!spec || !WORKER_SHIPPED) return prepareDocument(input, { ...options, countTokens: (t) => o.embedder.countTokens(t) });
       const run = queue.then(() => inWorker(input, spec, options, o.timeoutMs ?? defaultTimeoutMs));
       queue = run.catch(() => undefined);
       return run;

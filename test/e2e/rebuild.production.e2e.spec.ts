@@ -1,5 +1,4 @@
 import { createHash, randomUUID } from 'node:crypto';
-import type { Server } from 'node:http';
 import request from 'supertest';
 import { parseStreamId, streamId, tenantSchema } from '../../contracts/naming';
 import { analyticsProjection } from '../../projections/analytics/analyticsProjection';
@@ -381,14 +380,6 @@ if ('skip' in availability) {
     }, 60_000);
 
     describe('npm run replay -- analytics --tenant <slug>', () => {
-      let server: Server;
-      beforeAll(async () => {
-        server = await product.listen(0, '127.0.0.1');
-      });
-      afterAll(async () => {
-        await new Promise((r) => server.close(r));
-      });
-
       it('repairs that tenant\'s usage counters on Kafka through the running product', async () => {
         await caughtUp('analytics');
         const version = versionOf('analytics');
@@ -396,7 +387,7 @@ if ('skip' in availability) {
         const beforeB = await usage(b);
         await product.deps.pool.query(`UPDATE analytics.usage_daily_v${version} SET searches = 999, bytes_stored = 1 WHERE tenant_id = $1`, [a.id]);
         expect(today((await usage(a)).days).searches).toBe(999);
-        const out = await runReplay(server, ['analytics', '--tenant', a.slug], WAIT_MS);
+        const out = await runReplay(product, ['analytics', '--tenant', a.slug], WAIT_MS);
         expect(out.stderr).toBe('');
         expect(out.code).toBe(0);
         expect(out.stdout).toContain('switched');

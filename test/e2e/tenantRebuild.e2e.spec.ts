@@ -1,4 +1,3 @@
-import type { Server } from 'node:http';
 import { createHash, randomUUID } from 'node:crypto';
 import request from 'supertest';
 import { streamId, tenantSchema } from '../../contracts/naming';
@@ -249,16 +248,8 @@ describe('rebuilding one tenant of a live projection (replay --tenant)', () => {
   });
 
   describe('npm run replay -- audit --tenant <slug>', () => {
-    let server: Server;
-    beforeAll(async () => {
-      server = await product.listen(0, '127.0.0.1');
-    });
-    afterAll(async () => {
-      await new Promise((r) => server.close(r));
-    });
-
     it('rebuilds that tenant through the running product and draws the progress bar', async () => {
-      const out = await runReplay(server, ['audit', '--tenant', b.slug], 45_000);
+      const out = await runReplay(product, ['audit', '--tenant', b.slug], 45_000);
       expect(out.stderr).toBe('');
       expect(out.code).toBe(0);
       expect(out.stdout).toMatch(new RegExp(`audit \\(tenant ${b.slug}\\) v1 \\[[#.]+\\]\\s+\\d+% \\d+/\\d+ events\\s+\\d+ ev/s\\s+ETA \\d+ s`));
