@@ -1,12 +1,12 @@
-import { createHash, randomUUID } from 'node:crypto';
 import request from 'supertest';
-import { parseStreamId, streamId, tenantSchema } from '../../contracts/naming';
+import { parseStreamId, tenantSchema } from '../../contracts/naming';
+import { encodePosition } from '../../infra/eventstore/postgres';
 import { analyticsProjection } from '../../projections/analytics/analyticsProjection';
 import { rebuildTenant, type TenantRebuildProgress } from '../../projections/tenantRebuild';
 import type { RebuildProgress } from '../../projections/rebuild';
-import { metadataFor } from '../../services/core/commandHandler';
 import { START, type GlobalPosition } from '../../services/core/eventStore';
 import type { Product } from '../../services/product';
+import { appendActivity as appendActivityTo } from '../support/activity';
 import { eventually } from '../support/eventually';
 import { runReplay } from '../support/replayCli';
 import { ADMIN, provisionTenant, startTestProduct, type TestTenant, waitUntilIndexed } from '../support/product';
@@ -66,32 +66,26 @@ if ('skip' in availability) {
           `SELECT coalesce(bool_and(position > prev), true) AS ok FROM (SELECT position, lag(position, 1, '') OVER (ORDER BY seq) AS prev FROM ${tenantSchema(t.id)}.audit_log_v${versionOf('audit')}) x`,
         )
       ).rows[0]!.ok;
-    /** Activity events appended straight to the store (as the activity recorder does). */
-    const appendActivity = async (t: TestTenant, stream: string, count: number) => {
-      const events = Array.from({ length: count }, (_, i) => ({
-        eventId: randomUUID(),
-        type: 'SearchPerformed',
-        data: { queryHash: createHash('sha256').update(`${stream}-${i}`).digest('hex'), mode: 'hybrid', topK: 5, resultChunkIds: [] },
-        metadata: metadataFor({ tenantId: t.id, actor: 'system', correlationId: randomUUID(), now: new Date() }, 'SearchPerformed'),
-      }));
-      await product.deps.store.appendToStream(streamId('activity', t.id, stream), events, { expectedRevision: 'any' });
-    };
+    const appendActivity = (t: TestTenant, stream: string, count: number) => appendActivityTo(product.deps.store, t.id, stream, count);
     /** The store's events of the given tenants in the given categories: count and last position per (category, tenant). */
     const storeEvents = async (categories: string[], tenants: string[]) => {
       const last = new Map<string, GlobalPosition>();
       const count = new Map<string, number>();
       const list: { eventId: string; type: string; position: GlobalPosition; streamId: string }[] = [];
-      for (let after: GlobalPosition = START; ; ) {
-        const events = await product.deps.store.readAll({ after, limit: 5000 });
-        if (events.length === 0) break;
-        for (const e of events) {
-          const s = parseStreamId(e.streamId);
-          if (!s.tenantId || !tenants.includes(s.tenantId) || !categories.includes(s.category)) continue;
-          last.set(`${s.category}/${s.tenantId}`, e.position);
-          count.set(s.tenantId, (count.get(s.tenantId) ?? 0) + 1);
-          list.push({ eventId: e.eventId, type: e.type, position: e.position, streamId: e.streamId });
-        }
-        after = events[events.length - 1]!.position;
+      // Every committed event, read past the xid fence: readAll stops short of transactions still
+      // open anywhere on the server (other suites run beside this one), and a head read short
+      // would let caughtUp() pass before the projections have seen what this suite appended.
+      const schema = (product.deps.store as { schema?: string }).schema;
+      const r = await product.deps.pool.query<{ event_id: string; type: string; stream_id: string; xid: string; gp: string }>(
+        `SELECT event_id, type, stream_id, transaction_id::text AS xid, global_position::text AS gp FROM ${schema}.events ORDER BY transaction_id, global_position`,
+      );
+      for (const e of r.rows) {
+        const s = parseStreamId(e.stream_id);
+        if (!s.tenantId || !tenants.includes(s.tenantId) || !categories.includes(s.category)) continue;
+        const position = encodePosition(e.xid, e.gp);
+        last.set(`${s.category}/${s.tenantId}`, position);
+        count.set(s.tenantId, (count.get(s.tenantId) ?? 0) + 1);
+        list.push({ eventId: e.event_id, type: e.type, position, streamId: e.stream_id });
       }
       return { last, count, list };
     };

@@ -1,9 +1,8 @@
-import { createHash, randomUUID } from 'node:crypto';
 import request from 'supertest';
-import { streamId, tenantSchema } from '../../contracts/naming';
-import { metadataFor } from '../../services/core/commandHandler';
+import { tenantSchema } from '../../contracts/naming';
 import type { TenantRebuildProgress } from '../../projections/tenantRebuild';
 import type { Product } from '../../services/product';
+import { appendActivity as appendActivityTo } from '../support/activity';
 import { eventually } from '../support/eventually';
 import { runReplay } from '../support/replayCli';
 import { ADMIN, provisionTenant, startTestProduct, type TestTenant, waitUntilIndexed } from '../support/product';
@@ -26,16 +25,7 @@ describe('rebuilding one tenant of a live projection (replay --tenant)', () => {
         [rows ?? null],
       )
     ).rows[0]!;
-  /** Events of a tenant appended straight to the store (as the activity recorder does). */
-  const appendActivity = async (t: TestTenant, stream: string, count: number) => {
-    const events = Array.from({ length: count }, (_, i) => ({
-      eventId: randomUUID(),
-      type: 'SearchPerformed',
-      data: { queryHash: createHash('sha256').update(`${stream}-${i}`).digest('hex'), mode: 'hybrid', topK: 5, resultChunkIds: [] },
-      metadata: metadataFor({ tenantId: t.id, actor: 'system', correlationId: randomUUID(), now: new Date() }, 'SearchPerformed'),
-    }));
-    await product.deps.store.appendToStream(streamId('activity', t.id, stream), events, { expectedRevision: 'any' });
-  };
+  const appendActivity = (t: TestTenant, stream: string, count: number) => appendActivityTo(product.deps.store, t.id, stream, count);
   const usageChecksum = async (t: TestTenant) => {
     const parts: string[] = [];
     for (const [table, order] of [['usage_daily_v1', 'day'], ['usage_docs_v1', 'document_id'], ['usage_totals_v1', 'tenant_id']] as const) {
