@@ -4,6 +4,7 @@ import type { TenantRebuildProgress } from '../../projections/tenantRebuild';
 import type { Product } from '../../services/product';
 import { appendActivity as appendActivityTo } from '../support/activity';
 import { eventually } from '../support/eventually';
+import { settle } from '../support/settle';
 import { runReplay } from '../support/replayCli';
 import { ADMIN, provisionTenant, startTestProduct, type TestTenant, waitUntilIndexed } from '../support/product';
 
@@ -83,9 +84,9 @@ describe('rebuilding one tenant of a live projection (replay --tenant)', () => {
     await request(product.app).post('/v1/search').set(b.auth).send({ query: 'apples' }).expect(200);
     // Volume, so the rebuilds take a while: activity of both tenants, interleaved in the log.
     for (let round = 0; round < 6; round++) for (const t of [a, b]) await appendActivity(t, `bulk-${round}`, 250);
-    // Everything above is in both read models before the tests look at them.
-    const head = await product.deps.store.headPosition();
-    for (const name of ['audit', 'analytics']) expect(await product.deps.manager.get(name)!.waitFor(head, 15_000)).toBe(true);
+    // Everything above (the searches' buffered activity records too) is in both read models
+    // before the tests look at them.
+    await settle(product, ['audit', 'analytics']);
   });
   afterAll(async () => {
     await product?.stop();
@@ -152,10 +153,15 @@ describe('rebuilding one tenant of a live projection (replay --tenant)', () => {
   });
 
   it('repairs a tenant\'s usage counters while both tenants keep reading them', async () => {
-    const head = await product.deps.store.headPosition();
-    expect(await product.deps.manager.get('analytics')!.waitFor(head, 15_000)).toBe(true);
+    await settle(product, ['analytics']);
     const beforeA = await usageChecksum(a);
-    const usageB = async () => (await request(product.app).get('/v1/usage').set(b.auth)).body.days as Record<string, number>[];
+    /** B's usage over the days shown: counters summed (a run across midnight UTC adds a day), stored totals of the newest day. */
+    const usageB = async () => {
+      const days = (await request(product.app).get('/v1/usage').set(b.auth)).body.days as Record<string, number | string>[];
+      const out: Record<string, number> = {};
+      for (const d of days) for (const [k, v] of Object.entries(d)) if (typeof v === 'number') out[k] = k.endsWith('_stored') ? v : (out[k] ?? 0) + v;
+      return out;
+    };
     const beforeB = await usageB();
     await product.deps.pool.query(`UPDATE analytics.usage_daily_v1 SET searches = 999, bytes_stored = 1 WHERE tenant_id = $1`, [a.id]);
     await product.deps.pool.query(`UPDATE analytics.usage_totals_v1 SET documents = 42 WHERE tenant_id = $1`, [a.id]);
@@ -177,21 +183,24 @@ describe('rebuilding one tenant of a live projection (replay --tenant)', () => {
     expect(run.readsDuring).toBeGreaterThan(0);
     expect(run.otherStates).toEqual([]);
     expect(await usageChecksum(a)).toEqual(beforeA);
-    const afterB = await eventuallyLong(usageB, (d) => d[d.length - 1]!.searches === beforeB[beforeB.length - 1]!.searches! + 1);
-    expect({ ...afterB[afterB.length - 1], searches: 0 }).toEqual({ ...beforeB[beforeB.length - 1], searches: 0 });
+    const afterB = await eventuallyLong(usageB, (u) => u.searches === beforeB.searches! + 1);
+    expect(afterB).toEqual({ ...beforeB, searches: beforeB.searches! + 1 });
   });
 
   it('does not swap the rows while a live batch holds what it read of the old ones (it waits, then switches)', async () => {
     // A live audit batch reads the chain's last hash before it inserts; swapping the rows between
     // the two would chain its row to a hash that is no longer there. Emulate that read, held open.
+    await settle(product, ['audit']);
     const writer = await product.deps.pool.connect();
-    let releasedAt = 0;
+    let releasing = false;
+    let switchedWhileHeld: boolean | null = null;
     try {
       await writer.query('BEGIN');
       await writer.query(`SELECT hash FROM ${tenantSchema(a.id)}.audit_log_v1 ORDER BY seq DESC LIMIT 1`);
       let caughtUpAt = 0;
       const started = await product.deps.manager.rebuildTenant('audit', { id: a.id, slug: a.slug }, (p) => {
         if (!caughtUpAt && p.total !== null && p.done >= p.total) caughtUpAt = Date.now();
+        if (p.state === 'switched' && switchedWhileHeld === null) switchedWhileHeld = !releasing;
       });
       await eventuallyLong(async () => caughtUpAt, (t) => t > 0);
       const entries = (await request(product.app).get('/v1/audit/verify').set(a.auth)).body.entries as number;
@@ -201,11 +210,12 @@ describe('rebuilding one tenant of a live projection (replay --tenant)', () => {
       await new Promise((r) => setTimeout(r, 1500));
       expect(started.progress.state).toBe('rebuilding');
       expect((await request(product.app).get('/v1/audit?limit=1').set(a.auth)).body.items.length).toBe(1);
+      // Set before COMMIT is sent: the rows cannot be swapped while the read is held.
+      releasing = true;
       await writer.query('COMMIT');
-      releasedAt = Date.now();
       const done = await started.done;
       expect(done.state).toBe('switched');
-      expect(Date.now()).toBeGreaterThanOrEqual(releasedAt);
+      expect(switchedWhileHeld).toBe(false);
       const after = await eventuallyLong(
         () => request(product.app).get('/v1/audit/verify').set(a.auth),
         (r) => r.body.entries >= entries + 30,

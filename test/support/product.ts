@@ -17,7 +17,10 @@ export async function startTestProduct(extraEnv: Record<string, string> = {}): P
     DATABASE_URL: url,
     ADMIN_TOKEN: ADMIN,
     JWT_SECRET: 'test-jwt-secret-0123456789abcdef0123456789',
-    CONSISTENCY_WAIT_MS: '5000',
+    // Commands wait (bounded) for the read models before answering. The xid fence is cluster
+    // wide, so another suite's long transaction on the shared CI server can hold every
+    // projection back for seconds: wait long enough that read-your-writes stays deterministic.
+    CONSISTENCY_WAIT_MS: '20000',
     ...extraEnv,
   } as NodeJS.ProcessEnv);
   return startProduct(env, { logger: pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' }) });
