@@ -7,6 +7,12 @@ const idParam = (name: string) => ({ name, in: 'path', required: true, schema: {
 const bearer = [{ bearer: [] }];
 const operator = [{ operator: [] }];
 
+const queryText = {
+  type: 'string',
+  minLength: 1,
+  maxLength: 8000,
+  description: 'up to 8,000 characters (longer: 400 with the limit in `detail`); the embedding reads its first 256 tokens, keyword search all of it',
+};
 const searchProps = {
   top_k: { type: 'integer', minimum: 1, maximum: 50, default: 5 },
   document_id: { type: 'string', format: 'uuid', description: 'restrict to one document' },
@@ -199,7 +205,7 @@ export function openApiDocument() {
         post: {
           summary: 'Hybrid search (BM25 full text + vectors, convex fusion of normalised scores)',
           security: bearer,
-          requestBody: jsonBody({ type: 'object', required: ['query'], properties: { query: { type: 'string' }, ...searchProps } }),
+          requestBody: jsonBody({ type: 'object', required: ['query'], properties: { query: queryText, ...searchProps } }),
           responses: { '200': ok('results', { type: 'object', properties: { results: { type: 'array', items: { $ref: '#/components/schemas/Passage' } } } }), ...errors(400, 401, 429) },
         },
       },
@@ -268,7 +274,7 @@ export function openApiDocument() {
         post: {
           summary: 'Answer a question from the tenant\'s documents, with citations [n]; Accept: text/event-stream streams `sources`, `token`, `done` events',
           security: bearer,
-          requestBody: jsonBody({ type: 'object', required: ['question'], properties: { question: { type: 'string' }, stream: { type: 'boolean' }, ...searchProps } }),
+          requestBody: jsonBody({ type: 'object', required: ['question'], properties: { question: queryText, stream: { type: 'boolean' }, ...searchProps } }),
           responses: {
             '200': ok('answer', {
               type: 'object',

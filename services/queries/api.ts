@@ -26,8 +26,20 @@ const base = {
   as_of: z.string().regex(/^[a-z0-9_-]{1,40}$/, 'as_of must name a snapshot').optional(),
   min_position: z.string().regex(/^\d{1,24}-\d{1,24}$/, 'min_position must be a position returned by a command').optional(),
 };
-const searchSchema = z.object({ query: z.string().trim().min(1).max(2000), ...base }).strict();
-const askSchema = z.object({ question: z.string().trim().min(1).max(2000), ...base, stream: z.boolean().optional() }).strict();
+/**
+ * Longest query or question, in UTF-16 code units after trimming. The embedders read only their
+ * token window of it (all-MiniLM-L6-v2: the first 256 tokens); keyword search reads all of it.
+ * 8,000 characters keep a request far below the 64 kB body limit even fully \u-escaped.
+ */
+export const MAX_QUERY_CHARS = 8000;
+const queryText = () =>
+  z
+    .string()
+    .trim()
+    .min(1)
+    .max(MAX_QUERY_CHARS, { message: `must be at most ${MAX_QUERY_CHARS} characters` });
+const searchSchema = z.object({ query: queryText(), ...base }).strict();
+const askSchema = z.object({ question: queryText(), ...base, stream: z.boolean().optional() }).strict();
 
 export function hitView(h: Hit, n?: number) {
   return {
