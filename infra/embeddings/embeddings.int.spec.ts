@@ -121,7 +121,8 @@ describe('OpenAI-compatible embedder against a local fake server', () => {
     const started = Date.now();
 
     await expect(embedder.embed(['x'], 'query')).rejects.toMatchObject({ status: 504 });
-    expect(Date.now() - started).toBeLessThan(1_500);
+    // Gave up on its timeout rather than waiting for the 10 s answer (slack for a loaded machine).
+    expect(Date.now() - started).toBeLessThan(5_000);
   });
 
   it('is the one createEmbedder picks when configured', async () => {

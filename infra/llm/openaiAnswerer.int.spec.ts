@@ -123,7 +123,7 @@ describe('OpenAI-compatible answerer against a local fake model server', () => {
 
     expect(err).toBeInstanceOf(UpstreamModelError);
     expect((err as UpstreamModelError).status).toBe(504);
-    expect(Date.now() - started).toBeLessThan(1_500);
+    expect(Date.now() - started).toBeLessThan(5_000); // its timeout, not the model's 10 s (slack for a loaded machine)
   });
 
   it('gives up on a stream that stalls with a 504', async () => {
@@ -135,7 +135,7 @@ describe('OpenAI-compatible answerer against a local fake model server', () => {
 
     expect(err).toBeInstanceOf(UpstreamModelError);
     expect((err as UpstreamModelError).status).toBe(504);
-    expect(Date.now() - started).toBeLessThan(1_500);
+    expect(Date.now() - started).toBeLessThan(5_000); // its timeout, not the model's 10 s (slack for a loaded machine)
   });
 
   it.each([500, 429] as const)('turns HTTP %i into a 502 after its retries', async (status) => {
@@ -153,13 +153,13 @@ describe('OpenAI-compatible answerer against a local fake model server', () => {
     const tokens: string[] = [];
     const started = Date.now();
 
-    const err = await failure(createOpenAIAnswerer(options({ timeoutMs: 5_000 })).stream({ question, passages }, (t) => tokens.push(t)));
+    const err = await failure(createOpenAIAnswerer(options({ timeoutMs: 20_000 })).stream({ question, passages }, (t) => tokens.push(t)));
 
     expect(err).toBeInstanceOf(UpstreamModelError);
     expect((err as UpstreamModelError).status).toBe(502);
     expect(tokens.length).toBeGreaterThan(0);
     expect(fake.requests).toHaveLength(1);
-    expect(Date.now() - started).toBeLessThan(1_000);
+    expect(Date.now() - started).toBeLessThan(10_000); // at the break, not at the 20 s timeout
   });
 
   it('stops when the caller aborts, without calling it an upstream failure', async () => {

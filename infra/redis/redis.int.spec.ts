@@ -77,6 +77,8 @@ if (!process.env.REDIS_URL && !dockerAnswers()) {
         expect(redis.options.enableOfflineQueue).toBe(false);
       });
 
+      // Bounds are the 5 s connect timeout plus slack for a loaded CI machine: what is proved is
+      // that it gives up instead of retrying for ever, not how fast.
       it('fails within about 5 s when nothing answers, without leaking the password or a reconnect loop', async () => {
         const port = await closedPort();
         const started = Date.now();
@@ -84,8 +86,8 @@ if (!process.env.REDIS_URL && !dockerAnswers()) {
         expect(err).toBeInstanceOf(Error);
         expect(err.message).toMatch(/not reachable/);
         expect(err.message).not.toContain('s3cret');
-        expect(Date.now() - started).toBeLessThan(6_000);
-      });
+        expect(Date.now() - started).toBeLessThan(15_000);
+      }, 30_000);
 
       it('gives up after 5 s on a server that accepts the connection but never answers', async () => {
         const silent = createServer(() => undefined);
@@ -94,11 +96,11 @@ if (!process.env.REDIS_URL && !dockerAnswers()) {
         try {
           const started = Date.now();
           await expect(connectRedis(`redis://127.0.0.1:${port}`)).rejects.toThrow(/not reachable: timed out/);
-          expect(Date.now() - started).toBeLessThan(6_500);
+          expect(Date.now() - started).toBeLessThan(15_000);
         } finally {
           silent.close();
         }
-      }, 15_000);
+      }, 30_000);
     });
 
     describe('token bucket', () => {
@@ -123,13 +125,15 @@ if (!process.env.REDIS_URL && !dockerAnswers()) {
       it('refills over time, by the server clock', async () => {
         const limiter = createRedisRateLimiter(redis);
         const key = redisKey(tenant(), 'rl', 'tenant');
-        const limit = { perSecond: 20, burst: 2 };
+        // One token a second: the denials below hold unless a whole second passes between two
+        // calls to a local Redis (at 20/s a 50 ms stall of a loaded machine refilled one).
+        const limit = { perSecond: 1, burst: 2 };
         expect((await limiter.take(key, limit)).allowed).toBe(true);
         expect((await limiter.take(key, limit)).allowed).toBe(true);
         expect((await limiter.take(key, limit)).allowed).toBe(false);
-        await sleep(120); // 20/s: one token per 50 ms
+        await sleep(1_200); // at least one token back
         expect((await limiter.take(key, limit)).allowed).toBe(true);
-        await sleep(250); // long enough to be full again, never more than burst
+        await sleep(2_500); // long enough to be full again, never more than burst
         const a = await limiter.take(key, limit);
         const b = await limiter.take(key, limit);
         const c = await limiter.take(key, limit);
@@ -174,11 +178,12 @@ if (!process.env.REDIS_URL && !dockerAnswers()) {
       it('lets a bucket expire once it would be full again', async () => {
         const limiter = createRedisRateLimiter(redis);
         const key = redisKey(tenant(), 'rl', 'tenant');
-        await limiter.take(key, { perSecond: 10, burst: 2 }); // one token short: full again in 100 ms
+        // One token short: full again in 1 s (at 100 ms a stall between the two calls let it expire first).
+        await limiter.take(key, { perSecond: 1, burst: 2 });
         const ttl = await redis.pttl(key);
         expect(ttl).toBeGreaterThan(0);
-        expect(ttl).toBeLessThanOrEqual(100);
-        await sleep(150);
+        expect(ttl).toBeLessThanOrEqual(1_000);
+        await sleep(1_100);
         expect(await redis.exists(key)).toBe(0);
       });
 

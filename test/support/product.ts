@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -34,8 +35,15 @@ export interface TestTenant {
 }
 
 let counter = 0;
+/**
+ * Unique per test file and run. Tenant ids are derived from slugs, and the production-profile
+ * suites share one Redis (rate-limit buckets, 24 h idempotency keys) with every suite and every
+ * earlier run: a pid-and-counter slug repeats when two files run in one jest worker, or a pid is
+ * reused by a later run.
+ */
+const RUN = randomBytes(4).toString('hex');
 export async function provisionTenant(product: Product, slugBase: string): Promise<TestTenant> {
-  const slug = `${slugBase}-${process.pid}-${++counter}`;
+  const slug = `${slugBase}-${RUN}-${++counter}`;
   const password = 'correct horse battery staple';
   const email = `owner@${slugBase}.test`;
   const res = await request(product.app)

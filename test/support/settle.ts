@@ -1,5 +1,6 @@
 import { encodePosition } from '../../infra/eventstore/postgres';
-import { START, type GlobalPosition } from '../../services/core/eventStore';
+import type { Pool } from 'pg';
+import { type EventStore, START, type GlobalPosition } from '../../services/core/eventStore';
 import type { Product } from '../../services/product';
 
 /**
@@ -9,9 +10,14 @@ import type { Product } from '../../services/product';
  * this suite has already had acknowledged; a wait on it would pass too early.
  */
 export async function lastCommittedPosition(product: Product): Promise<GlobalPosition> {
-  const schema = (product.deps.store as { schema?: string }).schema;
-  if (product.deps.store.kind !== 'postgres' || !schema) throw new Error('lastCommittedPosition needs the PostgreSQL event store');
-  const r = await product.deps.pool.query<{ xid: string; gp: string }>(
+  return lastCommittedPositionOf(product.deps.store, product.deps.pool);
+}
+
+/** The same for an event store and pool a test wired itself. */
+export async function lastCommittedPositionOf(store: EventStore, pool: Pool): Promise<GlobalPosition> {
+  const schema = (store as { schema?: string }).schema;
+  if (store.kind !== 'postgres' || !schema) throw new Error('lastCommittedPosition needs the PostgreSQL event store');
+  const r = await pool.query<{ xid: string; gp: string }>(
     `SELECT transaction_id::text AS xid, global_position::text AS gp FROM ${schema}.events ORDER BY transaction_id DESC, global_position DESC LIMIT 1`,
   );
   const row = r.rows[0];
