@@ -29,6 +29,10 @@ export interface Env {
   /** How long SearchPerformed/QuestionAsked records are buffered before one append (ms). */
   activityFlushMs: number;
   indexConcurrency: number;
+  /** INDEX_MEMORY_MB: budget of the embedded index's loaded tenants (MiB); least recently searched evicted beyond it. */
+  indexMemoryMb: number;
+  /** INDEX_HNSW_MIN_CHUNKS: vectors a tenant needs for an HNSW graph in the embedded index (0: never). */
+  indexHnswMinChunks: number;
   logLevel: string;
   adminTokenGenerated: boolean;
   config: Config;
@@ -38,6 +42,11 @@ const int = (v: string | undefined, def: number, name: string): number => {
   if (v === undefined || v === '') return def;
   const n = Number(v);
   if (!Number.isFinite(n) || n < 0) throw new Error(`${name} must be a non-negative number, got ${JSON.stringify(v)}`);
+  return n;
+};
+
+const positive = (n: number, name: string): number => {
+  if (!(n > 0)) throw new Error(`${name} must be greater than 0, got ${n}`);
   return n;
 };
 
@@ -102,6 +111,8 @@ export function loadEnv(e: NodeJS.ProcessEnv = process.env): Env {
     embedBatch: int(e.EMBED_BATCH, 16, 'EMBED_BATCH'),
     activityFlushMs: Math.min(5000, Math.max(1, int(e.ACTIVITY_FLUSH_MS, 250, 'ACTIVITY_FLUSH_MS'))),
     indexConcurrency: int(e.INDEX_CONCURRENCY, 2, 'INDEX_CONCURRENCY'),
+    indexMemoryMb: positive(int(e.INDEX_MEMORY_MB, 512, 'INDEX_MEMORY_MB'), 'INDEX_MEMORY_MB'),
+    indexHnswMinChunks: Math.floor(int(e.INDEX_HNSW_MIN_CHUNKS, 10_000, 'INDEX_HNSW_MIN_CHUNKS')),
     logLevel: e.LOG_LEVEL || 'info',
     adminTokenGenerated,
     config: {

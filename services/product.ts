@@ -119,7 +119,7 @@ export async function startProduct(env: Env, opts: { logger?: pino.Logger; roles
       const { createWeaviateIndex } = await import('../infra/vectors/weaviate');
       index = await createWeaviateIndex({ url: env.weaviateUrl, grpcPort: env.weaviateGrpcPort, pool, embedderId: () => embedder.id, dimensions: embedder.dimensions, collection: env.weaviateCollection, dimensionsOf: (id) => registry.dimensionsOf(id) });
     } else {
-      index = createEmbeddedIndex(pool, { embedderId: () => embedder.id });
+      index = createEmbeddedIndex(pool, { embedderId: () => embedder.id, memoryMb: env.indexMemoryMb, hnswMinChunks: env.indexHnswMinChunks, onError: (err, tenantId) => log('error', 'HNSW graph build failed', { tenantId, error: err.message }) });
     }
     stops.push(() => index.close());
     let limiter: RateLimiter = createMemoryRateLimiter();

@@ -52,6 +52,14 @@ interface DocEntry {
 }
 
 const MAX_TF = 255;
+/** Estimated bytes of one term-dictionary entry beyond its characters, and of one document entry (see `bytes`). */
+const TERM_BYTES = 56;
+const DOC_BYTES = 160;
+/**
+ * V8 keeps a substring of 13 characters or more as a slice of its parent: a long lexeme cut from a
+ * chunk's tsvector text would keep that whole text alive. New dictionary terms are copied flat.
+ */
+const flat = (s: string) => (s.length >= 13 ? Buffer.from(s, 'utf8').toString('utf8') : s);
 const MIN_DELTA_MERGE = 32_768;
 
 function grow<T extends Int32Array | Uint8Array | Float64Array>(a: T, need: number): T {
@@ -67,6 +75,8 @@ export class Bm25Index {
   private readonly params: Bm25Params;
   // Terms
   private termIds = new Map<string, number>();
+  /** Characters of the terms in termIds (for `bytes`). */
+  private termChars = 0;
   // Main segment (CSR over term ids < mainTerms)
   private mainTerms = 0;
   private offsets = new Int32Array(1);
@@ -105,11 +115,19 @@ export class Bm25Index {
     return this.docs.size;
   }
 
-  /** Approximate bytes held by typed arrays (postings, slots, statistics). */
+  /**
+   * Estimated bytes held: the typed arrays' byteLength (postings, slots, statistics, scoring
+   * scratch), 8 bytes a posting in the append segment (a JS array element) and 40 bytes a list,
+   * and per-entry costs of the JS structures as V8 lays them out on 64-bit without pointer
+   * compression (Node 20): a term ~56 bytes + its length (a hash-map entry ~32, the string's
+   * header 16 + one byte a character, rounded), a document ~160 bytes (its id string 56, entry
+   * object 48, map entry and id slot ~56).
+   */
   get bytes(): number {
     return (
-      this.offsets.byteLength + this.postSlots.byteLength + this.postTfs.byteLength + this.deltaPostings * 8 +
-      this.slotDoc.byteLength + this.slotChunk.byteLength + this.slotLen.byteLength + this.alive.byteLength + this.acc.byteLength
+      this.offsets.byteLength + this.postSlots.byteLength + this.postTfs.byteLength + this.deltaPostings * 8 + this.deltaTerms.length * 40 +
+      this.slotDoc.byteLength + this.slotChunk.byteLength + this.slotLen.byteLength + this.alive.byteLength + this.acc.byteLength +
+      this.termIds.size * TERM_BYTES + this.termChars + this.docIds.length * 8 + this.docs.size * DOC_BYTES
     );
   }
 
@@ -137,7 +155,8 @@ export class Bm25Index {
         let id = this.termIds.get(term);
         if (id === undefined) {
           id = this.termIds.size;
-          this.termIds.set(term, id);
+          this.termIds.set(flat(term), id);
+          this.termChars += term.length;
         }
         let list = this.delta[id];
         if (!list) {
@@ -299,10 +318,12 @@ export class Bm25Index {
     for (let t = 0; t < oldTerms; t++) dfs[t] = this.documentFrequency(t);
     const newTerm = new Int32Array(oldTerms);
     const termIds = new Map<string, number>();
+    let termChars = 0;
     for (const [term, id] of this.termIds) {
       if (dfs[id]! > 0) {
         newTerm[id] = termIds.size;
         termIds.set(term, termIds.size);
+        termChars += term.length;
       } else newTerm[id] = -1;
     }
     const terms = termIds.size;
@@ -359,6 +380,7 @@ export class Bm25Index {
       entry.ord = ordMap.get(entry.ord)!;
     }
     this.termIds = termIds;
+    this.termChars = termChars;
     this.mainTerms = terms;
     this.offsets = offsets;
     this.postSlots = postSlots;

@@ -9,8 +9,9 @@ import type { IndexedChunk, KnowledgeIndex } from '../../services/search/knowled
 import { dropDatabase, freshDatabase } from '../../test/support/postgres';
 import { createHashingEmbedder } from '../embeddings/hashing';
 import { createPool } from '../postgres/pool';
-import { createTenantSchema, migratePlatform, withTenant } from '../postgres/schema';
+import { migratePlatform, withTenant } from '../postgres/schema';
 import { createEmbeddedIndex } from './embedded';
+import { createTenantSchemas, uploadDocument } from './indexFixtures';
 
 describe('embedded knowledge index (integration)', () => {
   const embedder = createHashingEmbedder(384);
@@ -24,16 +25,7 @@ describe('embedded knowledge index (integration)', () => {
     dbUrl = await freshDatabase();
     pool = createPool(dbUrl, { max: 8 });
     await migratePlatform(pool);
-    for (const t of [acme, globex]) {
-      const c = await pool.connect();
-      try {
-        await c.query('BEGIN');
-        await createTenantSchema(c, t);
-        await c.query('COMMIT');
-      } finally {
-        c.release();
-      }
-    }
+    await createTenantSchemas(pool, [acme, globex]);
     index = createEmbeddedIndex(pool, { embedderId: () => embedder.id });
   }, 120_000);
 
@@ -43,21 +35,7 @@ describe('embedded knowledge index (integration)', () => {
     if (dbUrl) await dropDatabase(dbUrl);
   });
 
-  async function upload(tenantId: string, documentId: string, version: number): Promise<void> {
-    await withTenant(pool, tenantId, async (c) => {
-      await c.query(
-        `INSERT INTO documents (document_id, filename, content_type, size_bytes, sha256, version, uploaded_by, created_at, updated_at, position)
-         VALUES ($1, $2, 'text/plain', 100, 'x', $3, 'test', now(), now(), '0')
-         ON CONFLICT (document_id) DO UPDATE SET version = EXCLUDED.version, updated_at = now()`,
-        [documentId, `${documentId.slice(0, 8)}.txt`, version],
-      );
-      await c.query(
-        `INSERT INTO document_index (document_id, version, status, updated_at) VALUES ($1, $2, 'indexing', now())
-         ON CONFLICT (document_id) DO UPDATE SET version = EXCLUDED.version, status = 'indexing', updated_at = now()`,
-        [documentId, version],
-      );
-    });
-  }
+  const upload = (tenantId: string, documentId: string, version: number) => uploadDocument(pool, tenantId, documentId, version);
 
   async function chunksOf(texts: string[]): Promise<IndexedChunk[]> {
     const vectors = await embedder.embed(texts, 'passage');

@@ -1,7 +1,10 @@
 import type { Pool } from 'pg';
+import client from 'prom-client';
+import { metrics } from '../../services/gateway/app';
 import { tenantSchemaExists, withTenant } from '../postgres/schema';
-import type { Candidate, Hit, IndexedChunk, KnowledgeIndex, SearchScope } from '../../services/search/knowledgeIndex';
+import type { Candidate, Hit, IndexedChunk, IndexStats, KnowledgeIndex, SearchScope } from '../../services/search/knowledgeIndex';
 import { Bm25Index, parseTsvector, type TermCounts } from './bm25';
+import { HnswGraph, type HnswParams } from './hnsw';
 
 /**
  * Embedded knowledge index: chunks, full-text vectors (`tsv`) and embeddings are durable in the
@@ -10,9 +13,23 @@ import { Bm25Index, parseTsvector, type TermCounts } from './bm25';
  *   - the embeddings, for exact cosine search (a tight loop over a Float32Array per document);
  *   - an Okapi BM25 inverted index (./bm25.ts) built from the stored `tsv`, for keyword search.
  * Both are per tenant: no structure is shared between tenants.
+ *
+ * Memory is bounded: the loaded tenants' estimated bytes (`tenantBytes`) are kept under
+ * `memoryBytes` (INDEX_MEMORY_MB) by evicting the least recently searched tenants; an evicted
+ * tenant is simply not loaded (activate/forgetDocument leave it alone) and its next search loads it
+ * again from PostgreSQL. A tenant is never evicted while one of its searches (and so its load) is
+ * running. A single tenant larger than the whole budget stays loaded while it is searched.
+ *
+ * Tenants with at least `hnswMinChunks` vectors (INDEX_HNSW_MIN_CHUNKS) also get an HNSW graph
+ * (./hnsw.ts), built in the background after the load (in batches, yielding to the event loop:
+ * until it is ready searches scan exactly) and kept current by activate/forgetDocument; removed
+ * documents are skipped by the graph and filtered again here, and the graph is rebuilt once they
+ * exceed a quarter of it. Graph candidates are scored exactly from the loaded vectors.
  */
 interface DocVectors {
+  documentId: string;
   version: number;
+  dims: number;
   chunkIndexes: Int32Array;
   vectors: Float32Array; // row-major, chunkIndexes.length x dims
 }
@@ -26,6 +43,14 @@ interface TenantVectors {
   docEmbedder: Map<string, string>;
   docs: Map<string, DocVectors>;
   bm25: Bm25Index;
+  /** Vector rows in `docs`, and their estimated bytes (docBytes). */
+  rows: number;
+  vectorBytes: number;
+  /** The HNSW graph searches use (complete: holds every doc of its dims), and one being built. */
+  ann: HnswGraph<DocVectors> | null;
+  annNext: HnswGraph<DocVectors> | null;
+  /** tenantBytes() as last accounted in the running total. */
+  bytes: number;
 }
 
 interface StagedChunk {
@@ -54,11 +79,91 @@ const SET_CHOICE = `c.embedder_id = CASE WHEN $1::text = ANY(di.embedder_sets) T
 /** Rows per FETCH while loading a tenant: bounds the memory a load holds beyond the index itself. */
 const LOAD_BATCH = 2000;
 
+/** Defaults of INDEX_MEMORY_MB and INDEX_HNSW_MIN_CHUNKS (services/config.ts). */
+export const DEFAULT_INDEX_MEMORY_MB = 512;
+export const DEFAULT_HNSW_MIN_CHUNKS = 10_000;
+/** Vector rows added to a graph being built between two yields to the event loop (~25 ms at 384-d). */
+const BUILD_BATCH = 128;
+
+/**
+ * Estimated bytes beyond the typed arrays' byteLength (V8, 64-bit, Node 20): per document the
+ * DocVectors object and its two typed-array views and buffers (~360), its entries in `docs` and
+ * `docEmbedder` (~64); per tenant the maps, the Bm25Index object and empty arrays (~2 KiB).
+ * BM25 counts itself (bm25.ts `bytes`), the graph itself (hnsw.ts `bytes`).
+ */
+const DOC_OVERHEAD = 424;
+const TENANT_OVERHEAD = 2048;
+const docBytes = (d: DocVectors) => d.vectors.byteLength + d.chunkIndexes.byteLength + DOC_OVERHEAD;
+
+/** Process-wide figures for /metrics (every embedded index in the process, summed). */
+const liveIndexes = new Set<() => IndexStats>();
+const sum = (f: (s: IndexStats) => number) => [...liveIndexes].reduce((a, st) => a + f(st()), 0);
+const gauges: [string, string, (s: IndexStats) => number][] = [
+  ['tenant_rag_index_tenants_loaded', 'Tenants whose vectors and BM25 postings the embedded index holds in memory', (x) => x.tenantsLoaded],
+  ['tenant_rag_index_bytes', 'Estimated bytes of the loaded tenants (vectors, postings, HNSW graphs) in the embedded index', (x) => x.bytes],
+  ['tenant_rag_index_budget_bytes', 'Memory budget of the embedded index (INDEX_MEMORY_MB)', (x) => x.budgetBytes ?? 0],
+  ['tenant_rag_index_hnsw_tenants', 'Loaded tenants searched through an HNSW graph', (x) => x.hnswTenants ?? 0],
+];
+for (const [name, help, value] of gauges) {
+  new client.Gauge({
+    name,
+    help,
+    registers: [metrics.registry],
+    collect() {
+      this.set(sum(value));
+    },
+  });
+}
+const evictionsTotal = new client.Counter({
+  name: 'tenant_rag_index_evictions_total',
+  help: 'Tenants evicted from the embedded index to stay within INDEX_MEMORY_MB',
+  registers: [metrics.registry],
+});
+const loadsTotal = new client.Counter({
+  name: 'tenant_rag_index_loads_total',
+  help: 'Tenant loads of the embedded index from PostgreSQL (first search, or after an eviction)',
+  registers: [metrics.registry],
+});
+
+export interface EmbeddedIndexOptions {
+  embedderId: () => string;
+  /** Budget of the loaded tenants' estimated bytes, in MiB (INDEX_MEMORY_MB); default 512. */
+  memoryMb?: number;
+  /** Vectors a tenant needs for an HNSW graph (INDEX_HNSW_MIN_CHUNKS); 0: never. Default 10,000. */
+  hnswMinChunks?: number;
+  hnsw?: Partial<HnswParams>;
+  /** Called when a background graph build fails (the tenant keeps the exact scan). */
+  onError?: (err: Error, tenantId: string) => void;
+}
+
 /**
  * Query analysis: the same English configuration as the stored `tsv` (stemming, stop words),
  * with each lexeme's number of occurrences in the query. A pure function: no tenant data is read.
  */
 const ANALYZE_SQL = `SELECT lexeme, COALESCE(array_length(positions, 1), 1) AS n FROM unnest(to_tsvector('english', $1))`;
+
+/**
+ * vectors[base .. base + dims) . query, for the exact scan and for scoring graph candidates (one
+ * order of operations: the same float result). Four partial sums: independent chains pipeline
+ * (about 1.8x the single-sum loop).
+ */
+function dot(vectors: Float32Array, base: number, query: Float32Array, dims: number): number {
+  const dims4 = dims - (dims % 4);
+  let s0 = 0;
+  let s1 = 0;
+  let s2 = 0;
+  let s3 = 0;
+  let d = 0;
+  for (; d < dims4; d += 4) {
+    const b = base + d;
+    s0 += vectors[b]! * query[d]!;
+    s1 += vectors[b + 1]! * query[d + 1]!;
+    s2 += vectors[b + 2]! * query[d + 2]!;
+    s3 += vectors[b + 3]! * query[d + 3]!;
+  }
+  for (; d < dims; d++) s0 += vectors[base + d]! * query[d]!;
+  return s0 + s1 + s2 + s3;
+}
 
 export function toBytes(v: Float32Array): Buffer {
   return Buffer.from(v.buffer, v.byteOffset, v.byteLength);
@@ -71,8 +176,17 @@ export function fromBytes(b: Buffer): Float32Array {
   return out;
 }
 
-export function createEmbeddedIndex(pool: Pool, opts: { embedderId: () => string }): KnowledgeIndex {
+export function createEmbeddedIndex(pool: Pool, opts: EmbeddedIndexOptions): KnowledgeIndex {
+  const budgetBytes = Math.floor((opts.memoryMb ?? DEFAULT_INDEX_MEMORY_MB) * 2 ** 20);
+  const hnswMinChunks = opts.hnswMinChunks ?? DEFAULT_HNSW_MIN_CHUNKS;
+  /** Loaded tenants, least recently searched first (a search moves its tenant to the end). */
   const tenants = new Map<string, TenantVectors>();
+  let totalBytes = 0;
+  let evictions = 0;
+  let loads = 0;
+  let graphSearches = 0;
+  /** Searches running per tenant: such a tenant is never evicted. */
+  const pins = new Map<string, number>();
   const loading = new Map<string, Promise<TenantVectors>>();
   /** Documents activated or forgotten while their tenant was loading: re-read once the load is done. */
   const changedWhileLoading = new Map<string, Set<string>>();
@@ -87,7 +201,7 @@ export function createEmbeddedIndex(pool: Pool, opts: { embedderId: () => string
   /** Installs one document's rows (its ready version's chunks, all of one version) in the tenant's state. */
   function installDoc(tv: TenantVectors, documentId: string, rows: ChunkRow[], bulk = false): void {
     if (rows.length === 0) {
-      tv.docs.delete(documentId);
+      setVectors(tv, documentId, null);
       tv.docEmbedder.delete(documentId);
       tv.bm25.removeDocument(documentId);
       return;
@@ -95,8 +209,7 @@ export function createEmbeddedIndex(pool: Pool, opts: { embedderId: () => string
     const version = rows[0]!.version;
     tv.docEmbedder.set(documentId, rows[0]!.embedder_id);
     const withVectors = rows.filter((r) => r.embedding !== null);
-    if (withVectors.length) tv.docs.set(documentId, packDoc(version, withVectors.map((r) => ({ chunkIndex: r.chunk_index, vector: fromBytes(r.embedding!) }))));
-    else tv.docs.delete(documentId);
+    setVectors(tv, documentId, withVectors.length ? packDoc(documentId, version, withVectors.map((r) => ({ chunkIndex: r.chunk_index, vector: fromBytes(r.embedding!) }))) : null);
     tv.bm25.setDocument(documentId, version, rows.map((r) => ({ chunkIndex: r.chunk_index, terms: parseTsvector(r.tsv) })), { bulk });
   }
 
@@ -117,6 +230,152 @@ export function createEmbeddedIndex(pool: Pool, opts: { embedderId: () => string
       { readOnly: true },
     );
     installDoc(tv, documentId, rows);
+    changed(tenantId, tv);
+  }
+
+  /** The one place a document's vectors change: keeps the counts and the graphs in step. */
+  function setVectors(tv: TenantVectors, documentId: string, doc: DocVectors | null): void {
+    const old = tv.docs.get(documentId);
+    if (old) {
+      tv.docs.delete(documentId);
+      tv.rows -= old.chunkIndexes.length;
+      tv.vectorBytes -= docBytes(old);
+      tv.ann?.remove(old);
+      tv.annNext?.remove(old);
+    }
+    if (doc) {
+      tv.docs.set(documentId, doc);
+      tv.rows += doc.chunkIndexes.length;
+      tv.vectorBytes += docBytes(doc);
+      // The graph searched stays complete; a graph being built picks the document up before it is ready.
+      if (tv.ann && doc.dims === tv.ann.dims) tv.ann.add(doc);
+    }
+  }
+
+  function tenantBytes(tv: TenantVectors): number {
+    return TENANT_OVERHEAD + tv.vectorBytes + tv.bm25.bytes + (tv.ann?.bytes ?? 0) + (tv.annNext?.bytes ?? 0);
+  }
+
+  /** Re-estimates a loaded tenant's bytes into the running total. */
+  function account(tenantId: string, tv: TenantVectors): void {
+    if (tenants.get(tenantId) !== tv) return;
+    const b = tenantBytes(tv);
+    totalBytes += b - tv.bytes;
+    tv.bytes = b;
+  }
+
+  function install(tenantId: string, tv: TenantVectors): void {
+    uninstall(tenantId);
+    tv.bytes = 0;
+    tenants.set(tenantId, tv);
+    account(tenantId, tv);
+    maybeBuildGraph(tenantId, tv);
+    enforceBudget();
+  }
+
+  function uninstall(tenantId: string): void {
+    const tv = tenants.get(tenantId);
+    if (!tv) return;
+    tenants.delete(tenantId);
+    totalBytes -= tv.bytes;
+    tv.ann?.close();
+    tv.annNext?.close();
+    tv.ann = null;
+    tv.annNext = null;
+  }
+
+  /** After a change to a loaded tenant: accounts it, starts or drops its graph, keeps the budget. */
+  function changed(tenantId: string, tv: TenantVectors): void {
+    if (tenants.get(tenantId) !== tv) return;
+    if (tv.ann && (hnswMinChunks <= 0 || tv.rows < hnswMinChunks / 2)) {
+      tv.ann.close();
+      tv.ann = null;
+    }
+    maybeBuildGraph(tenantId, tv);
+    account(tenantId, tv);
+    enforceBudget();
+  }
+
+  /** Evicts the least recently searched tenants (none with a search running) while over budget. */
+  function enforceBudget(): void {
+    if (totalBytes <= budgetBytes) return;
+    for (const tenantId of [...tenants.keys()]) {
+      if (totalBytes <= budgetBytes) break;
+      if (pins.get(tenantId)) continue;
+      uninstall(tenantId);
+      evictions++;
+      evictionsTotal.inc();
+    }
+  }
+
+  function touch(tenantId: string, tv: TenantVectors): void {
+    if (tenants.get(tenantId) !== tv) return;
+    tenants.delete(tenantId);
+    tenants.set(tenantId, tv);
+  }
+
+  async function pinned<T>(tenantId: string, fn: () => Promise<T>): Promise<T> {
+    pins.set(tenantId, (pins.get(tenantId) ?? 0) + 1);
+    try {
+      return await fn();
+    } finally {
+      const n = pins.get(tenantId)! - 1;
+      if (n > 0) pins.set(tenantId, n);
+      else {
+        pins.delete(tenantId);
+        // Tenants kept over budget because they were being searched go now.
+        enforceBudget();
+      }
+    }
+  }
+
+  /** Starts a background graph build when the tenant is large enough and has none, or its graph holds too many removed rows. */
+  function maybeBuildGraph(tenantId: string, tv: TenantVectors): void {
+    if (hnswMinChunks <= 0 || tv.annNext) return;
+    if (tv.ann ? tv.ann.dead <= tv.ann.live / 4 : tv.rows < hnswMinChunks) return;
+    const first = tv.docs.values().next().value as DocVectors | undefined;
+    if (!first) return;
+    const g = new HnswGraph<DocVectors>(tv.ann?.dims ?? first.dims, opts.hnsw);
+    tv.annNext = g;
+    buildGraph(tenantId, tv, g).catch((err: Error) => {
+      g.close();
+      if (tv.annNext === g) tv.annNext = null;
+      opts.onError?.(err, tenantId);
+    });
+  }
+
+  async function buildGraph(tenantId: string, tv: TenantVectors, g: HnswGraph<DocVectors>): Promise<void> {
+    const current = () => tenants.get(tenantId) === tv && tv.annNext === g;
+    let sinceYield = 0;
+    for (;;) {
+      const pending: DocVectors[] = [];
+      for (const d of tv.docs.values()) if (d.dims === g.dims && !g.has(d)) pending.push(d);
+      if (pending.length === 0) break;
+      for (const d of pending) {
+        if (sinceYield >= BUILD_BATCH) {
+          await new Promise<void>((r) => setImmediate(r));
+          sinceYield = 0;
+          account(tenantId, tv);
+        }
+        if (!current()) {
+          g.close();
+          return;
+        }
+        if (tv.docs.get(d.documentId) !== d) continue; // replaced or removed meanwhile
+        g.add(d);
+        sinceYield += d.chunkIndexes.length;
+      }
+    }
+    // No await since the last check of `pending`: the graph holds every document of its dims.
+    if (!current()) {
+      g.close();
+      return;
+    }
+    tv.ann?.close();
+    tv.ann = g;
+    tv.annNext = null;
+    account(tenantId, tv);
+    enforceBudget();
   }
 
   /**
@@ -127,7 +386,10 @@ export function createEmbeddedIndex(pool: Pool, opts: { embedderId: () => string
     const embedderId = scope.embedderId ?? opts.embedderId();
     const fallbackId = scope.fallbackEmbedderId ?? null;
     const cached = tenants.get(tenantId);
-    if (cached && cached.embedderId === embedderId && cached.fallbackId === fallbackId) return cached;
+    if (cached && cached.embedderId === embedderId && cached.fallbackId === fallbackId) {
+      touch(tenantId, cached);
+      return cached;
+    }
     const loadKey = `${tenantId}\u0000${embedderId}\u0000${fallbackId ?? ''}`;
     let p = loading.get(loadKey);
     if (!p) {
@@ -140,8 +402,10 @@ export function createEmbeddedIndex(pool: Pool, opts: { embedderId: () => string
         loading.delete(loadKey);
       };
       p = (async () => {
-        const tv: TenantVectors = { embedderId, fallbackId, docEmbedder: new Map(), docs: new Map(), bm25: new Bm25Index() };
+        const tv: TenantVectors = { embedderId, fallbackId, docEmbedder: new Map(), docs: new Map(), bm25: new Bm25Index(), rows: 0, vectorBytes: 0, ann: null, annNext: null, bytes: 0 };
         if (!(await tenantSchemaExists(pool, tenantId))) return tv;
+        loads++;
+        loadsTotal.inc();
         // One snapshot, read through a cursor so that at most LOAD_BATCH rows are held at once.
         // Per ready version, the chunk set chosen by SET_CHOICE; vectors only of the serving embedder.
         await withTenant(
@@ -182,7 +446,7 @@ export function createEmbeddedIndex(pool: Pool, opts: { embedderId: () => string
         }
         // No await from here on: a change is either recorded above or sees the installed state.
         done();
-        if ((epochs.get(tenantId) ?? 0) === epoch) tenants.set(tenantId, tv);
+        if ((epochs.get(tenantId) ?? 0) === epoch) install(tenantId, tv);
         return tv;
       })().finally(done);
       loading.set(loadKey, p);
@@ -190,7 +454,7 @@ export function createEmbeddedIndex(pool: Pool, opts: { embedderId: () => string
     return p;
   }
 
-  function packDoc(version: number, items: { chunkIndex: number; vector: Float32Array }[]): DocVectors {
+  function packDoc(documentId: string, version: number, items: { chunkIndex: number; vector: Float32Array }[]): DocVectors {
     const dims = items[0]?.vector.length ?? 0;
     const vectors = new Float32Array(items.length * dims);
     const chunkIndexes = new Int32Array(items.length);
@@ -198,7 +462,7 @@ export function createEmbeddedIndex(pool: Pool, opts: { embedderId: () => string
       vectors.set(it.vector, k * dims);
       chunkIndexes[k] = it.chunkIndex;
     });
-    return { version, chunkIndexes, vectors };
+    return { documentId, version, dims, chunkIndexes, vectors };
   }
 
   /** Query terms (lexeme -> occurrences), analysed by PostgreSQL as the chunks were. */
@@ -207,17 +471,78 @@ export function createEmbeddedIndex(pool: Pool, opts: { embedderId: () => string
     return new Map(r.rows.map((row) => [row.lexeme, Number(row.n)]));
   }
 
+
+  /** Exact cosine (inner product of unit vectors) over every loaded vector of the query's dims. */
+  function exactSearch(tv: TenantVectors, query: Float32Array, k: number, onlyDocumentId?: string): Candidate[] {
+    const embedderId = tv.embedderId ?? undefined;
+    const dims = query.length;
+    // Bounded min-heap would be faster for large k; k is small (<= 100), so keep a sorted array.
+    const top: Candidate[] = [];
+    let worst = -Infinity;
+    for (const [documentId, doc] of tv.docs) {
+      if (onlyDocumentId && documentId !== onlyDocumentId) continue;
+      const { vectors, chunkIndexes } = doc;
+      const n = chunkIndexes.length;
+      if (vectors.length !== n * dims) continue; // different model dimensions: never mixed
+      for (let i = 0; i < n; i++) {
+        const s = dot(vectors, i * dims, query, dims);
+        if (top.length < k || s > worst) {
+          const cand = { documentId, version: doc.version, chunkIndex: chunkIndexes[i]!, score: s, embedderId };
+          let pos = top.length;
+          while (pos > 0 && top[pos - 1]!.score < s) pos--;
+          top.splice(pos, 0, cand);
+          if (top.length > k) top.pop();
+          worst = top[top.length - 1]!.score;
+        }
+      }
+    }
+    return top;
+  }
+
+  /**
+   * Top k through the graph, scored exactly; null when it cannot answer in full (fewer live rows
+   * found than k and than the tenant holds: the caller scans exactly instead).
+   */
+  function graphSearch(tv: TenantVectors, g: HnswGraph<DocVectors>, query: Float32Array, k: number): Candidate[] | null {
+    const embedderId = tv.embedderId ?? undefined;
+    const dims = g.dims;
+    const out: Candidate[] = [];
+    const found = g.search(query, k);
+    if (!found) return null; // closed under a running search (the tenant was dropped or reloaded)
+    for (const { owner, row } of found) {
+      if (tv.docs.get(owner.documentId) !== owner) continue; // replaced or removed: never surfaces
+      out.push({ documentId: owner.documentId, version: owner.version, chunkIndex: owner.chunkIndexes[row]!, score: dot(owner.vectors, row * dims, query, dims), embedderId });
+    }
+    if (out.length < Math.min(k, g.live)) return null;
+    graphSearches++;
+    out.sort((a, b) => b.score - a.score || (a.documentId < b.documentId ? -1 : a.documentId > b.documentId ? 1 : a.chunkIndex - b.chunkIndex));
+    return out;
+  }
+
+  function stats(): IndexStats {
+    let hnswTenants = 0;
+    let building = 0;
+    let chunks = 0;
+    for (const tv of tenants.values()) {
+      if (tv.ann) hnswTenants++;
+      if (tv.annNext) building++;
+      chunks += tv.rows;
+    }
+    return { kind: 'embedded', tenantsLoaded: tenants.size, chunksLoaded: chunks, bytes: totalBytes, budgetBytes, evictions, loads, hnswTenants, hnswBuilding: building, hnswMinChunks, hnswSearches: graphSearches };
+  }
+
   // Staged vectors of document versions being indexed, moved into the searchable set on activate.
   const staged = new Map<string, StagedChunk[]>();
   const stageKey = (t: string, d: string, v: number, e: string) => `${t}/${d}/${v}/${e}`;
 
+  liveIndexes.add(stats);
   return {
     kind: 'embedded',
     async ensureTenant() {
       // The tenant's schema is created by the platform projection.
     },
     async dropTenant(tenantId) {
-      tenants.delete(tenantId);
+      uninstall(tenantId);
       epochs.set(tenantId, (epochs.get(tenantId) ?? 0) + 1);
       for (const k of staged.keys()) if (k.startsWith(`${tenantId}/`)) staged.delete(k);
     },
@@ -295,67 +620,42 @@ export function createEmbeddedIndex(pool: Pool, opts: { embedderId: () => string
         return true;
       }
       items = [...items].sort((a, b) => a.chunkIndex - b.chunkIndex);
-      if (items.length) tv.docs.set(documentId, packDoc(version, items));
-      else tv.docs.delete(documentId);
+      setVectors(tv, documentId, items.length ? packDoc(documentId, version, items) : null);
       tv.docEmbedder.set(documentId, info.embedderId);
       tv.bm25.setDocument(documentId, version, items.map((it) => ({ chunkIndex: it.chunkIndex, terms: parseTsvector(it.tsv) })));
+      changed(tenantId, tv);
       return true;
     },
     async forgetDocument(tenantId, documentId) {
       noteChange(tenantId, documentId);
       const tv = tenants.get(tenantId);
-      tv?.docs.delete(documentId);
-      tv?.docEmbedder.delete(documentId);
-      tv?.bm25.removeDocument(documentId);
+      if (tv) {
+        setVectors(tv, documentId, null);
+        tv.docEmbedder.delete(documentId);
+        tv.bm25.removeDocument(documentId);
+        changed(tenantId, tv);
+      }
       for (const k of staged.keys()) if (k.startsWith(`${tenantId}/${documentId}/`)) staged.delete(k);
     },
-    async keyword(tenantId, query, scope: SearchScope) {
-      const [tv, terms] = await Promise.all([load(tenantId, scope), analyze(query)]);
-      return tv.bm25.search(terms, Math.max(scope.topK, 1), scope.documentId).map((c) => ({ ...c, embedderId: tv.docEmbedder.get(c.documentId) }));
+    keyword(tenantId, query, scope: SearchScope) {
+      return pinned(tenantId, async () => {
+        const [tv, terms] = await Promise.all([load(tenantId, scope), analyze(query)]);
+        return tv.bm25.search(terms, Math.max(scope.topK, 1), scope.documentId).map((c) => ({ ...c, embedderId: tv.docEmbedder.get(c.documentId) }));
+      });
     },
-    async vector(tenantId, query, scope: SearchScope) {
-      const tv = await load(tenantId, scope);
-      const embedderId = tv.embedderId ?? undefined;
-      const k = Math.max(scope.topK, 1);
-      const dims = query.length;
-      // Bounded min-heap would be faster for large k; k is small (<= 100), so keep a sorted array.
-      const top: Candidate[] = [];
-      let worst = -Infinity;
-      for (const [documentId, doc] of tv.docs) {
-        if (scope.documentId && documentId !== scope.documentId) continue;
-        const { vectors, chunkIndexes } = doc;
-        const n = chunkIndexes.length;
-        if (vectors.length !== n * dims) continue; // different model dimensions: never mixed
-        const dims4 = dims - (dims % 4);
-        for (let i = 0; i < n; i++) {
-          // Four partial sums: independent chains pipeline (about 1.8x the single-sum loop).
-          let s0 = 0;
-          let s1 = 0;
-          let s2 = 0;
-          let s3 = 0;
-          const base = i * dims;
-          let d = 0;
-          for (; d < dims4; d += 4) {
-            const b = base + d;
-            s0 += vectors[b]! * query[d]!;
-            s1 += vectors[b + 1]! * query[d + 1]!;
-            s2 += vectors[b + 2]! * query[d + 2]!;
-            s3 += vectors[b + 3]! * query[d + 3]!;
-          }
-          for (; d < dims; d++) s0 += vectors[base + d]! * query[d]!;
-          const s = s0 + s1 + s2 + s3;
-          if (top.length < k || s > worst) {
-            const cand = { documentId, version: doc.version, chunkIndex: chunkIndexes[i]!, score: s, embedderId };
-            let pos = top.length;
-            while (pos > 0 && top[pos - 1]!.score < s) pos--;
-            top.splice(pos, 0, cand);
-            if (top.length > k) top.pop();
-            worst = top[top.length - 1]!.score;
-          }
+    vector(tenantId, query, scope: SearchScope) {
+      return pinned(tenantId, async () => {
+        const tv = await load(tenantId, scope);
+        const k = Math.max(scope.topK, 1);
+        const g = tv.ann;
+        if (g && !scope.documentId && query.length === g.dims) {
+          const found = graphSearch(tv, g, query, k);
+          if (found) return found;
         }
-      }
-      return top;
+        return exactSearch(tv, query, k, scope.documentId);
+      });
     },
+    stats,
     async hydrate(tenantId, candidates) {
       if (candidates.length === 0) return [];
       return withTenant(
@@ -405,7 +705,7 @@ export function createEmbeddedIndex(pool: Pool, opts: { embedderId: () => string
         );
       });
       const tv = tenants.get(tenantId);
-      if (tv && (tv.embedderId === embedderId || tv.fallbackId === embedderId)) tenants.delete(tenantId);
+      if (tv && (tv.embedderId === embedderId || tv.fallbackId === embedderId)) uninstall(tenantId);
       for (const k of staged.keys()) if (k.startsWith(`${tenantId}/`) && k.endsWith(`/${embedderId}`)) staged.delete(k);
     },
     async embedderIds(tenantId) {
@@ -418,7 +718,8 @@ export function createEmbeddedIndex(pool: Pool, opts: { embedderId: () => string
       await pool.query('SELECT 1');
     },
     async close() {
-      tenants.clear();
+      for (const tenantId of [...tenants.keys()]) uninstall(tenantId);
+      liveIndexes.delete(stats);
       staged.clear();
     },
   };

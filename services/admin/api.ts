@@ -74,6 +74,8 @@ export function adminApi(deps: AppDeps): Router {
       indexer: deps.indexer ? await deps.indexer.status() : null,
       // Re-embedding per tenant: serving and building embedder, documents done of total.
       embedders: await servingStatus(deps.pool, deps.embedder.id),
+      // The vector index's in-process figures (embedded: loaded tenants, bytes, budget, evictions); null where it has none.
+      index: deps.index.stats?.() ?? null,
     });
   });
 

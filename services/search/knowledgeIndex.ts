@@ -39,6 +39,30 @@ export interface SearchScope {
   fallbackEmbedderId?: string | null;
 }
 
+/** What an index holds in this process (GET /v1/admin/projections `index`, /metrics). */
+export interface IndexStats {
+  kind: 'embedded' | 'weaviate';
+  /** Tenants whose vectors and postings are in memory. */
+  tenantsLoaded: number;
+  /** Vector rows of the loaded tenants. */
+  chunksLoaded?: number;
+  /** Estimated bytes of the loaded tenants (vectors, postings, graphs). */
+  bytes: number;
+  /** The memory budget (INDEX_MEMORY_MB) in bytes; null: unbounded. */
+  budgetBytes: number | null;
+  /** Tenants evicted (least recently searched first) to stay within the budget, since start. */
+  evictions: number;
+  /** Tenant loads from PostgreSQL (first search, or after an eviction), since start. */
+  loads?: number;
+  /** Loaded tenants searched through an HNSW graph, and graphs being built. */
+  hnswTenants?: number;
+  hnswBuilding?: number;
+  /** Vectors a tenant needs for an HNSW graph (INDEX_HNSW_MIN_CHUNKS; 0: never). */
+  hnswMinChunks?: number;
+  /** Vector searches answered through a graph (the others scanned exactly), since start. */
+  hnswSearches?: number;
+}
+
 export interface KnowledgeIndex {
   readonly kind: 'embedded' | 'weaviate';
   ensureTenant(tenantId: string): Promise<void>;
@@ -65,5 +89,7 @@ export interface KnowledgeIndex {
   /** Embedder ids of the vectors a tenant holds (more than one means a re-embedding is due). */
   embedderIds(tenantId: string): Promise<string[]>;
   ping(): Promise<void>;
+  /** In-process memory figures, where the adapter holds any (the embedded index); optional. */
+  stats?(): IndexStats | null;
   close(): Promise<void>;
 }

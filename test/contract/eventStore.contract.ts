@@ -21,7 +21,9 @@ export interface EventStoreFixture {
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /** Retries `fn` until `done(result)` holds or the deadline passes; returns the last result. */
-async function eventually<T>(fn: () => Promise<T>, done: (v: T) => boolean, timeoutMs = 10_000): Promise<T> {
+// 30 s: the PostgreSQL store's reads are fenced cluster-wide, and CI runs other suites (some
+// holding transactions open for seconds) on the same server.
+async function eventually<T>(fn: () => Promise<T>, done: (v: T) => boolean, timeoutMs = 30_000): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const v = await fn();
