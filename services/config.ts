@@ -18,6 +18,8 @@ export interface Env {
   weaviateCollection: string;
   weaviateUrl: string | null;
   weaviateGrpcPort: number;
+  /** WEAVIATE_IDLE_TENANT_SECONDS: tenants unused this long are set INACTIVE in Weaviate (0: never). */
+  weaviateIdleTenantSeconds: number;
   redisUrl: string | null;
   openai: { baseURL: string; apiKey: string; chatModel: string; embeddingModel: string | null } | null;
   modelDir: string;
@@ -102,6 +104,7 @@ export function loadEnv(e: NodeJS.ProcessEnv = process.env): Env {
     weaviateCollection: e.WEAVIATE_COLLECTION || 'TenantChunk',
     weaviateUrl: e.WEAVIATE_URL || null,
     weaviateGrpcPort: int(e.WEAVIATE_GRPC_PORT, 50051, 'WEAVIATE_GRPC_PORT'),
+    weaviateIdleTenantSeconds: Math.max(0, Math.floor(int(e.WEAVIATE_IDLE_TENANT_SECONDS, 900, 'WEAVIATE_IDLE_TENANT_SECONDS'))),
     redisUrl: e.REDIS_URL || null,
     openai,
     modelDir: resolve(e.MODEL_DIR || join(__dirname, '..', 'models', 'all-minilm-l6-v2-q')),

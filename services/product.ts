@@ -117,7 +117,7 @@ export async function startProduct(env: Env, opts: { logger?: pino.Logger; roles
     let index: KnowledgeIndex;
     if (env.weaviateUrl) {
       const { createWeaviateIndex } = await import('../infra/vectors/weaviate');
-      index = await createWeaviateIndex({ url: env.weaviateUrl, grpcPort: env.weaviateGrpcPort, pool, embedderId: () => embedder.id, dimensions: embedder.dimensions, collection: env.weaviateCollection, dimensionsOf: (id) => registry.dimensionsOf(id) });
+      index = await createWeaviateIndex({ url: env.weaviateUrl, grpcPort: env.weaviateGrpcPort, pool, embedderId: () => embedder.id, dimensions: embedder.dimensions, collection: env.weaviateCollection, dimensionsOf: (id) => registry.dimensionsOf(id), idleTenantSeconds: env.weaviateIdleTenantSeconds, onError: (err, what) => log('warn', `${what} failed`, { error: err.message }) });
     } else {
       index = createEmbeddedIndex(pool, { embedderId: () => embedder.id, memoryMb: env.indexMemoryMb, hnswMinChunks: env.indexHnswMinChunks, onError: (err, tenantId) => log('error', 'HNSW graph build failed', { tenantId, error: err.message }) });
     }

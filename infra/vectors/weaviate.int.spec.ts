@@ -13,6 +13,7 @@ import type { Pool } from 'pg';
 import weaviate, { type WeaviateClient } from 'weaviate-client';
 import { weaviateTenant } from '../../contracts/naming';
 import type { Candidate, IndexedChunk } from '../../services/search/knowledgeIndex';
+import { eventually } from '../../test/support/eventually';
 import { dropDatabase, freshDatabase } from '../../test/support/postgres';
 import { describeSkipped } from '../../test/support/skip';
 import { createHashingEmbedder } from '../embeddings/hashing';
@@ -411,5 +412,99 @@ if (!fromEnv && !dockerAnswers()) {
       // Latency is reported here and measured by npm run bench; it is never asserted in a test.
       await index.dropTenant(tenant);
     }, 120_000);
+
+    describe('idle tenants hibernate (INACTIVE) and wake on their next request', () => {
+      const IDLE_SECONDS = 2;
+      // A second process on the same collection and database, with hibernation on; `index` (off)
+      // plays the other process, which does not know when a shard was put to sleep.
+      let sleepy: WeaviateKnowledgeIndex;
+      const sleeper = randomUUID();
+      const neighbour = randomUUID();
+      const doc = randomUUID();
+      const status = async (tenantId: string) => (await raw.collections.get(collection).tenants.getByName(weaviateTenant(tenantId)))?.activityStatus;
+
+      beforeAll(async () => {
+        sleepy = await createWeaviateIndex({ url: server.url, grpcPort: server.grpcPort, pool, embedderId: () => embedder.id, dimensions: embedder.dimensions, collection, idleTenantSeconds: IDLE_SECONDS });
+        await provision(sleeper);
+        await provision(neighbour);
+        await indexDocument(sleeper, doc, 1, ['The ocelot budget covers travel.', 'Ocelot approvals take two days.']);
+        await indexDocument(neighbour, randomUUID(), 1, ['Neighbour notes about ocelots and taxis.']);
+      });
+      afterAll(async () => {
+        await sleepy?.close();
+      });
+
+      /** Until the sleeper's shard is INACTIVE (by sleepy's timer), keeping the neighbour in use meanwhile. */
+      async function untilAsleep(): Promise<void> {
+        await eventually(
+          async () => {
+            expect(await sleepy.keyword(neighbour, 'ocelots', { topK: 5 })).toHaveLength(1);
+            return status(sleeper);
+          },
+          (s) => s === 'INACTIVE',
+          30_000,
+        );
+        // Let a sweep in flight finish: sleepy then knows the shard sleeps.
+        await sleepy.hibernateIdleTenants();
+      }
+
+      it('an idle tenant goes INACTIVE, a tenant in use stays ACTIVE, and the next search answers the same results', async () => {
+        const vector = await embedQuery('ocelot approvals');
+        const keyword = keys(await sleepy.keyword(sleeper, 'ocelot', { topK: 5 }));
+        const hybrid = keys(await sleepy.hybrid(sleeper, 'ocelot approvals', vector, { topK: 5 }));
+        expect(keyword).toHaveLength(2);
+
+        await untilAsleep();
+        expect(await status(neighbour)).toBe('ACTIVE');
+        const loads = sleepy.stats().loads;
+
+        expect(keys(await sleepy.keyword(sleeper, 'ocelot', { topK: 5 }))).toEqual(keyword);
+        expect(keys(await sleepy.hybrid(sleeper, 'ocelot approvals', vector, { topK: 5 }))).toEqual(hybrid);
+        expect(await status(sleeper)).toBe('ACTIVE');
+        expect(sleepy.stats().loads).toBe(loads + 1);
+      });
+
+      it('concurrent requests to a sleeping tenant share one reactivation', async () => {
+        await untilAsleep();
+        const loads = sleepy.stats().loads;
+        const vector = await embedQuery('ocelot approvals');
+        const all = await Promise.all([
+          ...Array.from({ length: 4 }, () => sleepy.keyword(sleeper, 'ocelot', { topK: 5 })),
+          ...Array.from({ length: 4 }, () => sleepy.vector(sleeper, vector, { topK: 5 })),
+        ]);
+        expect(all.map((r) => r.length)).toEqual(Array(8).fill(2));
+        expect(sleepy.stats().loads).toBe(loads + 1);
+      });
+
+      it('a write from another process to a deactivated tenant wakes it and succeeds', async () => {
+        // Deactivated behind `index`'s back (another process's sweep, or an operator).
+        await raw.collections.get(collection).tenants.update({ name: weaviateTenant(sleeper), activityStatus: 'INACTIVE' });
+        expect(await status(sleeper)).toBe('INACTIVE');
+        const late = randomUUID();
+        await indexDocument(sleeper, late, 1, ['A late ocelot addendum about the kinkajou fund.']);
+        expect(await status(sleeper)).toBe('ACTIVE');
+        expect(await objectCount(sleeper)).toBe(3);
+        expect(keys(await index.keyword(sleeper, 'kinkajou', { topK: 5 }))).toEqual([`${late}/1/0`]);
+      });
+
+      it('a search from another process on a deactivated tenant wakes it and answers', async () => {
+        await untilAsleep();
+        // `index` has not been told (its own sweep runs every minute): Weaviate refuses, it activates and retries.
+        expect(keys(await index.keyword(sleeper, 'ocelot', { topK: 5 }))).toHaveLength(3);
+        expect(await status(sleeper)).toBe('ACTIVE');
+      });
+
+      it('reports active and inactive tenants in stats()', async () => {
+        await untilAsleep();
+        const s = sleepy.stats();
+        const all = Object.values(await raw.collections.get(collection).tenants.get());
+        expect(s).toMatchObject({ kind: 'weaviate', idleTenantSeconds: IDLE_SECONDS, budgetBytes: null });
+        expect(s.tenantsInactive).toBeGreaterThanOrEqual(1);
+        expect(s.tenantsActive).toBeGreaterThanOrEqual(1); // the neighbour, in use
+        expect(s.tenantsActive + s.tenantsInactive).toBe(all.length);
+        expect(s.evictions).toBeGreaterThanOrEqual(1);
+        expect(s.countedAt).not.toBeNull();
+      });
+    });
   });
 }

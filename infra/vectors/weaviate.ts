@@ -30,6 +30,14 @@ import { createEmbeddedIndex } from './embedded';
  * unseen until the tenant switches. An HNSW index fixes its dimensions per shard, so vectors of
  * each width live in a collection of their own: `<collection>` for 384 (all-MiniLM-L6-v2 and the
  * hashing fallback, as before) and `<collection>_<n>d` for any other width n.
+ *
+ * Hibernation: a shard nobody used for `idleTenantSeconds` is set INACTIVE (Weaviate unloads it
+ * from memory, its files stay on disk; OFFLOADED would need an S3 offload module). Last use is
+ * shared by every process through PostgreSQL (platform.weaviate_shard_use, written at most every
+ * few seconds), so the indexer does not put to sleep a tenant the gateway is searching. Every call
+ * on a shard goes through `onShard`, which activates a shard known to be inactive first (concurrent
+ * callers share one activation) and, when Weaviate answers "tenant not active" (another process or
+ * an operator deactivated it meanwhile), activates it and retries the call once.
  */
 
 /** Properties of one object; the vector is the chunk's embedding. */
@@ -41,12 +49,37 @@ type ChunkProps = {
   embedderId: string;
 };
 
-export type WeaviateKnowledgeIndex = KnowledgeIndex & {
+/** Tenant shards of the base collection by activity status, and what this process did to them. */
+export interface WeaviateIndexStats {
+  kind: 'weaviate';
+  /** ACTIVE tenants: loaded in Weaviate's memory (as of the last sweep). */
+  tenantsLoaded: number;
+  tenantsActive: number;
+  /** INACTIVE (or OFFLOADED) tenants: on disk only, woken by their next request. */
+  tenantsInactive: number;
+  /** Not known to this process: the memory is Weaviate's. */
+  bytes: number;
+  budgetBytes: null;
+  /** Shards this process set INACTIVE after IDLE seconds without use, since start. */
+  evictions: number;
+  /** Shards this process reactivated for a request, since start. */
+  loads: number;
+  /** WEAVIATE_IDLE_TENANT_SECONDS (0: never hibernate). */
+  idleTenantSeconds: number;
+  /** When the counts were taken (ISO), null before the first sweep. */
+  countedAt: string | null;
+}
+
+// stats() narrowed: the port's is optional and more general (an index without figures returns null).
+export type WeaviateKnowledgeIndex = Omit<KnowledgeIndex, 'stats'> & {
   /**
    * Keyword and vector search fused by Weaviate in one round-trip (see HYBRID_FUSION), for the
    * search service to use instead of its own two queries plus RRF when this adapter is active.
    */
   hybrid(tenantId: string, query: string, vector: Float32Array, scope: SearchScope): Promise<Candidate[]>;
+  stats(): WeaviateIndexStats;
+  /** One sweep now (the timer runs them too): records uses, counts shards, hibernates idle ones; returns how many it set INACTIVE. */
+  hibernateIdleTenants(): Promise<number>;
 };
 
 export interface WeaviateIndexOptions {
@@ -64,6 +97,10 @@ export interface WeaviateIndexOptions {
   dimensionsOf?: (embedderId: string) => number | null;
   /** API key, for a Weaviate that requires authentication. */
   apiKey?: string;
+  /** Shards unused this long are set INACTIVE (WEAVIATE_IDLE_TENANT_SECONDS); 0 or unset: never. */
+  idleTenantSeconds?: number;
+  /** Failures of the background sweep (it retries at its next tick). */
+  onError?: (err: Error, what: string) => void;
 }
 
 /**
@@ -87,6 +124,34 @@ const RETURN_PROPS: (keyof ChunkProps)[] = ['documentId', 'version', 'chunkIndex
 const WIDTHS_TTL_MS = 30_000;
 /** The width whose vectors live in the collection under its plain name (existing deployments). */
 const BASE_DIMENSIONS = 384;
+/** Shards set INACTIVE per collection and sweep: a burst of idle tenants is spread over sweeps. */
+const HIBERNATE_BATCH = 100;
+/** Sweep (and usage flush) period without hibernation: the counts in stats() stay fresh. */
+const QUIET_SWEEP_MS = 60_000;
+/** What Weaviate (1.39) answers for a query, batch write or batch delete on an INACTIVE tenant: "tenant not active: 'x'". */
+const NOT_ACTIVE = /tenant not active/i;
+
+const USE_TABLE = 'platform.weaviate_shard_use';
+const USE_DDL = `CREATE TABLE IF NOT EXISTS ${USE_TABLE} (
+  collection text NOT NULL,
+  tenant text NOT NULL,
+  last_used_at timestamptz NOT NULL,
+  PRIMARY KEY (collection, tenant)
+)`;
+
+export function tenantNotActive(err: unknown): boolean {
+  return err instanceof Error && NOT_ACTIVE.test(err.message);
+}
+
+async function ensureUseTable(pool: Pool): Promise<void> {
+  try {
+    await pool.query(USE_DDL);
+  } catch (err) {
+    // Two processes starting at once: the loser's CREATE fails on the catalog's unique index.
+    const exists = await pool.query(`SELECT to_regclass('${USE_TABLE}') IS NOT NULL AS ok`);
+    if (!exists.rows[0]?.ok) throw err;
+  }
+}
 
 export async function createWeaviateIndex(opts: WeaviateIndexOptions): Promise<WeaviateKnowledgeIndex> {
   const { pool, dimensions } = opts;
@@ -119,6 +184,12 @@ export async function createWeaviateIndex(opts: WeaviateIndexOptions): Promise<W
     await client.close().catch(() => undefined);
     throw err;
   }
+  try {
+    await ensureUseTable(pool);
+  } catch (err) {
+    await client.close().catch(() => undefined);
+    throw err;
+  }
   const nameFor = (dims: number) => (dims === BASE_DIMENSIONS ? collectionName : `${collectionName}_${dims}d`);
   const collections = new Map<string, Promise<Collection<ChunkProps>>>([[collectionName, Promise.resolve(base)]]);
   const collectionFor = (dims: number): Promise<Collection<ChunkProps>> => {
@@ -146,10 +217,10 @@ export async function createWeaviateIndex(opts: WeaviateIndexOptions): Promise<W
   }
   const knownShards = new Set<string>();
   /**
-   * The tenant's shard in the collection of `dims`. Only the base collection's tenants are created
-   * by ensureTenant; a tenant existing there gets its shard in another width's collection on first use.
+   * The collection of `dims`, with the tenant's shard in it. Only the base collection's tenants are
+   * created by ensureTenant; a tenant existing there gets its shard in another width's collection on first use.
    */
-  async function shardOf(tenantId: string, dims: number) {
+  async function shardCollection(tenantId: string, dims: number): Promise<Collection<ChunkProps>> {
     const coll = await collectionFor(dims);
     const name = weaviateTenant(tenantId);
     if (coll !== base && !knownShards.has(`${coll.name}/${name}`)) {
@@ -159,17 +230,157 @@ export async function createWeaviateIndex(opts: WeaviateIndexOptions): Promise<W
         knownShards.add(`${coll.name}/${name}`);
       }
     }
-    return coll.withTenant(name);
+    return coll;
   }
+
+  // ---- hibernation of idle shards ----------------------------------------------------------------
+  const idleSeconds = Math.max(0, opts.idleTenantSeconds ?? 0);
+  const idleMs = Math.round(idleSeconds * 1000);
+  const sweepMs = idleMs > 0 ? Math.min(QUIET_SWEEP_MS, Math.max(200, Math.floor(idleMs / 2))) : QUIET_SWEEP_MS;
+  const shardKey = (coll: string, tenant: string) => `${coll}/${tenant}`;
+  /** Uses since the last flush to PostgreSQL: shard key -> Date.now() of the latest. */
+  let pendingUses = new Map<string, number>();
+  /** Calls running per shard: the sweep never deactivates a shard this process is using. */
+  const busy = new Map<string, number>();
+  /** Shards known INACTIVE here (this process deactivated them, or Weaviate said so). */
+  const inactive = new Set<string>();
+  const activations = new Map<string, Promise<void>>();
+  const counters = { deactivated: 0, activated: 0, active: 0, inactive: 0, countedAt: null as string | null };
+
+  function activate(coll: Collection<ChunkProps>, tenant: string): Promise<void> {
+    const key = shardKey(coll.name, tenant);
+    let p = activations.get(key);
+    if (!p) {
+      p = (async () => {
+        await coll.tenants.update({ name: tenant, activityStatus: 'ACTIVE' });
+        inactive.delete(key);
+        counters.activated++;
+      })().finally(() => activations.delete(key));
+      activations.set(key, p);
+    }
+    return p;
+  }
+
+  /**
+   * Every call on a tenant's shard: records the use, wakes the shard first when it is known to
+   * sleep, and when Weaviate refuses the call because the shard is not active (deactivated by
+   * another process since), wakes it and runs the call once more. Calls are idempotent (upserts by
+   * uuid, deletes by filter, queries), so a retry after a partial failure is safe.
+   */
+  async function onShard<T>(coll: Collection<ChunkProps>, tenantId: string, call: (shard: Collection<ChunkProps>) => Promise<T>): Promise<T> {
+    const tenant = weaviateTenant(tenantId);
+    const key = shardKey(coll.name, tenant);
+    pendingUses.set(key, Date.now());
+    busy.set(key, (busy.get(key) ?? 0) + 1);
+    try {
+      if (inactive.has(key) || activations.has(key)) await activate(coll, tenant);
+      const shard = coll.withTenant(tenant);
+      try {
+        return await call(shard);
+      } catch (err) {
+        if (!tenantNotActive(err)) throw err;
+        inactive.add(key);
+        await activate(coll, tenant);
+        return await call(shard);
+      }
+    } finally {
+      const n = (busy.get(key) ?? 1) - 1;
+      if (n > 0) busy.set(key, n);
+      else busy.delete(key);
+      pendingUses.set(key, Date.now());
+    }
+  }
+
+  /** Writes this process's uses to the shared table; the database's clock decides, minus each use's age. */
+  async function flushUses(): Promise<void> {
+    if (pendingUses.size === 0) return;
+    const batch = pendingUses;
+    pendingUses = new Map();
+    const now = Date.now();
+    const colls: string[] = [];
+    const tenants: string[] = [];
+    const ages: number[] = [];
+    for (const [key, at] of batch) {
+      const slash = key.indexOf('/');
+      colls.push(key.slice(0, slash));
+      tenants.push(key.slice(slash + 1));
+      ages.push(Math.max(0, now - at) / 1000);
+    }
+    try {
+      await pool.query(
+        `INSERT INTO ${USE_TABLE} (collection, tenant, last_used_at)
+         SELECT c, t, now() - make_interval(secs => a) FROM unnest($1::text[], $2::text[], $3::float8[]) AS u(c, t, a)
+         ON CONFLICT (collection, tenant) DO UPDATE SET last_used_at = GREATEST(${USE_TABLE}.last_used_at, EXCLUDED.last_used_at)`,
+        [colls, tenants, ages],
+      );
+    } catch (err) {
+      // Keep them for the next flush (newer uses of the same shard win).
+      for (const [key, at] of batch) if ((pendingUses.get(key) ?? 0) < at) pendingUses.set(key, at);
+      throw err;
+    }
+  }
+
+  /** Counts the collection's shards by status and sets its idle ACTIVE ones INACTIVE (at most HIBERNATE_BATCH). */
+  async function sweepCollection(coll: Collection<ChunkProps>): Promise<number> {
+    const all = Object.values(await coll.tenants.get());
+    const active = all.filter((t) => t.activityStatus === 'ACTIVE').map((t) => t.name);
+    if (coll === base) {
+      counters.active = active.length;
+      counters.inactive = all.length - active.length;
+      counters.countedAt = new Date().toISOString();
+    }
+    for (const t of all) {
+      if (t.activityStatus === 'ACTIVE') inactive.delete(shardKey(coll.name, t.name));
+      else inactive.add(shardKey(coll.name, t.name));
+    }
+    if (idleMs === 0 || active.length === 0) return 0;
+    // A shard no process has recorded a use of (e.g. active since before this version) starts its idle time now.
+    const r = await pool.query<{ tenant: string }>(
+      `WITH seeded AS (
+         INSERT INTO ${USE_TABLE} (collection, tenant, last_used_at) SELECT $1, t, now() FROM unnest($2::text[]) AS t
+         ON CONFLICT (collection, tenant) DO NOTHING
+       )
+       SELECT tenant FROM ${USE_TABLE}
+        WHERE collection = $1 AND tenant = ANY($2::text[]) AND last_used_at < now() - make_interval(secs => $3)
+        ORDER BY last_used_at LIMIT $4`,
+      [coll.name, active, idleMs / 1000, HIBERNATE_BATCH],
+    );
+    // Not while this process is using it, nor when it was used after the flush that preceded this query.
+    const idle = r.rows.map((row) => row.tenant).filter((t) => !busy.has(shardKey(coll.name, t)) && !pendingUses.has(shardKey(coll.name, t)));
+    if (idle.length === 0) return 0;
+    await coll.tenants.update(idle.map((name) => ({ name, activityStatus: 'INACTIVE' as const })));
+    for (const t of idle) inactive.add(shardKey(coll.name, t));
+    counters.deactivated += idle.length;
+    return idle.length;
+  }
+
+  let sweeping: Promise<number> | null = null;
+  function sweep(): Promise<number> {
+    if (!sweeping) {
+      sweeping = (async () => {
+        await flushUses();
+        let n = 0;
+        for (const coll of [base, ...(await widthCollections())]) n += await sweepCollection(coll);
+        return n;
+      })().finally(() => {
+        sweeping = null;
+      });
+    }
+    return sweeping;
+  }
+  const sweepInBackground = () => {
+    sweep().catch((err: unknown) => opts.onError?.(err instanceof Error ? err : new Error(String(err)), 'weaviate tenant sweep'));
+  };
+  const sweepTimer = setInterval(sweepInBackground, sweepMs);
+  sweepTimer.unref();
+  // Counts for stats() from the start; shards idle since before this process started sleep now.
+  sweepInBackground();
   /** Widths seen in this process's writes, for keyword searches (which carry no vector) of another embedder's set. */
   const widths = new Map<string, number>();
   const dimsOf = (embedderId: string): number =>
     embedderId === opts.embedderId() ? dimensions : (widths.get(embedderId) ?? opts.dimensionsOf?.(embedderId) ?? dimensions);
 
   const inner = createEmbeddedIndex(pool, { embedderId: opts.embedderId });
-
-  /** The only way to reach objects: a handle bound to the tenant's shard. */
-  const shard = (tenantId: string) => base.withTenant(weaviateTenant(tenantId));
 
   // The embedder is part of the id: a re-embedding writes its set beside the served one.
   const objectId = (tenantId: string, documentId: string, version: number, embedderId: string, chunkIndex: number) =>
@@ -188,13 +399,13 @@ export async function createWeaviateIndex(opts: WeaviateIndexOptions): Promise<W
   async function deleteWhere(tenantId: string, where: FilterValue): Promise<number> {
     let total = 0;
     // Every width's collection the tenant has a shard in (the base one always).
-    const targets = [shard(tenantId)];
+    const targets = [base];
     for (const coll of await widthCollections()) {
-      if (await coll.tenants.getByName(weaviateTenant(tenantId))) targets.push(coll.withTenant(weaviateTenant(tenantId)));
+      if (await coll.tenants.getByName(weaviateTenant(tenantId))) targets.push(coll);
     }
     for (const target of targets) {
       for (;;) {
-        const r = await target.data.deleteMany(where);
+        const r = await onShard(target, tenantId, (shard) => shard.data.deleteMany(where));
         if (r.failed > 0) throw new Error(`weaviate index: ${r.failed} of ${r.matches} objects could not be deleted`);
         total += r.successful;
         if (r.matches === 0 || r.successful === 0) break;
@@ -277,7 +488,8 @@ export async function createWeaviateIndex(opts: WeaviateIndexOptions): Promise<W
       // Creating an existing tenant is a no-op on the server, so two projectors racing here is fine.
       if (!existing) await base.tenants.create({ name, activityStatus: 'ACTIVE' });
       // Auto-activation is off: a tenant someone deactivated would refuse every query.
-      else if (existing.activityStatus !== 'ACTIVE') await base.tenants.update({ name, activityStatus: 'ACTIVE' });
+      else if (existing.activityStatus !== 'ACTIVE') await activate(base, name);
+      pendingUses.set(shardKey(base.name, name), Date.now());
     },
 
     async dropTenant(tenantId) {
@@ -286,6 +498,13 @@ export async function createWeaviateIndex(opts: WeaviateIndexOptions): Promise<W
       await base.tenants.remove(weaviateTenant(tenantId));
       for (const coll of await widthCollections()) await coll.tenants.remove(weaviateTenant(tenantId));
       for (const k of knownShards) if (k.endsWith(`/${weaviateTenant(tenantId)}`)) knownShards.delete(k);
+      for (const k of [...inactive, ...pendingUses.keys()]) {
+        if (k.endsWith(`/${weaviateTenant(tenantId)}`)) {
+          inactive.delete(k);
+          pendingUses.delete(k);
+        }
+      }
+      await pool.query(`DELETE FROM ${USE_TABLE} WHERE tenant = $1`, [weaviateTenant(tenantId)]);
     },
 
     async stageChunks(tenantId, documentId, version, embedderId, chunks: IndexedChunk[]) {
@@ -294,23 +513,25 @@ export async function createWeaviateIndex(opts: WeaviateIndexOptions): Promise<W
       for (const ch of chunks) checkDimensions(ch.vector, `chunk ${ch.chunkIndex} of document ${documentId}`, embedderId === opts.embedderId() ? dimensions : width);
       // Weaviate first, Postgres second: the Postgres write advances the document's progress
       // (chunks_done), which must not count chunks that are not yet searchable everywhere.
-      const target = await shardOf(tenantId, width);
+      const target = await shardCollection(tenantId, width);
       widths.set(embedderId, width);
       for (let i = 0; i < chunks.length; i += INSERT_BATCH) {
         const batch = chunks.slice(i, i + INSERT_BATCH);
-        const r = await target.data.insertMany(
-          batch.map((ch) => ({
-            id: objectId(tenantId, documentId, version, embedderId, ch.chunkIndex),
-            properties: { documentId, version, chunkIndex: ch.chunkIndex, text: ch.text, embedderId },
-            vectors: Array.from(ch.vector),
-          })),
-        );
-        // insertMany reports per-object failures (e.g. an unknown tenant) instead of throwing.
-        if (r.hasErrors) {
-          const errors = Object.values(r.errors);
-          const messages = [...new Set(errors.map((e) => e.message))].slice(0, 5).join('; ');
-          throw new Error(`weaviate index: ${errors.length} of ${batch.length} chunks of document ${documentId} v${version} were not written: ${messages}`);
-        }
+        const objects = batch.map((ch) => ({
+          id: objectId(tenantId, documentId, version, embedderId, ch.chunkIndex),
+          properties: { documentId, version, chunkIndex: ch.chunkIndex, text: ch.text, embedderId },
+          vectors: Array.from(ch.vector),
+        }));
+        await onShard(target, tenantId, async (shard) => {
+          const r = await shard.data.insertMany(objects);
+          // insertMany reports per-object failures (an unknown or inactive tenant) instead of
+          // throwing; thrown here, an inactive tenant is woken and the batch written again.
+          if (r.hasErrors) {
+            const errors = Object.values(r.errors);
+            const messages = [...new Set(errors.map((e) => e.message))].slice(0, 5).join('; ');
+            throw new Error(`weaviate index: ${errors.length} of ${batch.length} chunks of document ${documentId} v${version} were not written: ${messages}`);
+          }
+        });
       }
       await inner.stageChunks(tenantId, documentId, version, embedderId, chunks);
     },
@@ -354,13 +575,15 @@ export async function createWeaviateIndex(opts: WeaviateIndexOptions): Promise<W
       return ranked(tenantId, scope, async (limit) => {
         const lists = await Promise.all(
           sets.map(async (embedderId) => {
-            const r = await (await shardOf(tenantId, dimsOf(embedderId))).query.bm25(query, {
-              limit,
-              queryProperties: ['text'],
-              filters: searchFilter(scope, embedderId),
-              returnProperties: RETURN_PROPS,
-              returnMetadata: ['score'],
-            });
+            const r = await onShard(await shardCollection(tenantId, dimsOf(embedderId)), tenantId, (shard) =>
+              shard.query.bm25(query, {
+                limit,
+                queryProperties: ['text'],
+                filters: searchFilter(scope, embedderId),
+                returnProperties: RETURN_PROPS,
+                returnMetadata: ['score'],
+              }),
+            );
             return r.objects.map((o) => toCandidate(o, o.metadata?.score ?? 0));
           }),
         );
@@ -372,12 +595,14 @@ export async function createWeaviateIndex(opts: WeaviateIndexOptions): Promise<W
       const serving = scope.embedderId ?? opts.embedderId();
       if (serving === opts.embedderId()) checkDimensions(vector, 'query vector', dimensions);
       return ranked(tenantId, scope, async (limit) => {
-        const r = await (await shardOf(tenantId, vector.length)).query.nearVector(Array.from(vector), {
-          limit,
-          filters: searchFilter(scope, serving),
-          returnProperties: RETURN_PROPS,
-          returnMetadata: ['distance'],
-        });
+        const r = await onShard(await shardCollection(tenantId, vector.length), tenantId, (shard) =>
+          shard.query.nearVector(Array.from(vector), {
+            limit,
+            filters: searchFilter(scope, serving),
+            returnProperties: RETURN_PROPS,
+            returnMetadata: ['distance'],
+          }),
+        );
         // Cosine distance is 1 - cosine similarity; report the similarity, as the embedded index does.
         return r.objects.map((o) => toCandidate(o, 1 - (o.metadata?.distance ?? 1)));
       });
@@ -388,16 +613,18 @@ export async function createWeaviateIndex(opts: WeaviateIndexOptions): Promise<W
       if (serving === opts.embedderId()) checkDimensions(vector, 'query vector', dimensions);
       return ranked(tenantId, scope, async (limit) => {
         // The embedder filter applies to both halves: the serving embedder's chunk set only.
-        const r = await (await shardOf(tenantId, vector.length)).query.hybrid(query, {
-          vector: Array.from(vector),
-          alpha: HYBRID_ALPHA,
-          fusionType: HYBRID_FUSION,
-          queryProperties: ['text'],
-          limit,
-          filters: searchFilter(scope, serving),
-          returnProperties: RETURN_PROPS,
-          returnMetadata: ['score'],
-        });
+        const r = await onShard(await shardCollection(tenantId, vector.length), tenantId, (shard) =>
+          shard.query.hybrid(query, {
+            vector: Array.from(vector),
+            alpha: HYBRID_ALPHA,
+            fusionType: HYBRID_FUSION,
+            queryProperties: ['text'],
+            limit,
+            filters: searchFilter(scope, serving),
+            returnProperties: RETURN_PROPS,
+            returnMetadata: ['score'],
+          }),
+        );
         return r.objects.map((o) => toCandidate(o, o.metadata?.score ?? 0));
       });
     },
@@ -411,7 +638,25 @@ export async function createWeaviateIndex(opts: WeaviateIndexOptions): Promise<W
       if (!res.ok) throw new Error(`weaviate not ready: HTTP ${res.status}`);
     },
 
+    stats: () => ({
+      kind: 'weaviate',
+      tenantsLoaded: counters.active,
+      tenantsActive: counters.active,
+      tenantsInactive: counters.inactive,
+      bytes: 0,
+      budgetBytes: null,
+      evictions: counters.deactivated,
+      loads: counters.activated,
+      idleTenantSeconds: idleSeconds,
+      countedAt: counters.countedAt,
+    }),
+
+    hibernateIdleTenants: () => sweep(),
+
     async close() {
+      clearInterval(sweepTimer);
+      await sweeping?.catch(() => undefined);
+      await flushUses().catch((err: unknown) => opts.onError?.(err instanceof Error ? err : new Error(String(err)), 'weaviate shard uses'));
       await inner.close();
       await client.close();
     },
