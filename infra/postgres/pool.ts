@@ -34,7 +34,14 @@ export function createPool(url: string, opts: PoolOptions = {}): pg.Pool {
     // remembering pool.end(); servers are kept alive by their listeners anyway.
     allowExitOnIdle: true,
   });
-  pool.on('error', opts.onError ?? (() => undefined));
+  const onError = opts.onError ?? (() => undefined);
+  pool.on('error', onError);
+  // pg-pool listens for errors on idle clients only. A checked-out client between two queries
+  // (inside a transaction, a relay's lock session) that loses its server (restart,
+  // pg_terminate_backend) emits 'error' with no listener, and that crashes the process. The
+  // client is marked unqueryable either way: its next query fails and the pool discards it on
+  // release, so the error only needs a listener.
+  pool.on('connect', (client) => client.on('error', onError));
   return pool;
 }
 
