@@ -196,7 +196,7 @@ export async function startProduct(env: Env, opts: { logger?: pino.Logger; roles
     if (roles.indexer) {
       indexer = startIndexer(
         { pool, store, content, index, embedder, registry, serving },
-        { concurrency: env.indexConcurrency, embedBatch: Math.max(env.embedBatch, 16) * 4, maxTokens: 256, overlapTokens: 32, leaseMs: 10 * 60_000, maxAttempts: 3, log },
+        { concurrency: env.indexConcurrency, embedBatch: Math.max(env.embedBatch, 16) * 4, maxTokens: 256, overlapTokens: 32, leaseMs: 30_000, maxAttempts: 3, log },
       );
       stops.push(() => indexer!.stop());
     }

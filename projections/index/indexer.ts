@@ -23,7 +23,7 @@ export interface IndexerOptions {
   embedBatch: number;
   maxTokens: number;
   overlapTokens: number;
-  /** A job whose worker died is retried after this lease. */
+  /** A job whose worker died is retried after this lease (renewed every third of it while the job runs). */
   leaseMs: number;
   maxAttempts: number;
   /** How long the old chunk sets outlive a tenant's switch (searches in flight still read them). Default 10 s. */
@@ -221,7 +221,21 @@ export function startIndexer(
         }
         const started = Date.now();
         running.add(job);
-        await run(job).finally(() => running.delete(job!));
+        // The lease is renewed while the job runs, so it can be short: a worker that dies (kill -9,
+        // or a requeue that failed because the database was down) holds the job one lease at most.
+        const held = job;
+        const renew = setInterval(() => {
+          void pool
+            .query(`UPDATE platform.index_jobs SET locked_until = now() + ($4 || ' milliseconds')::interval WHERE tenant_id = $1 AND document_id = $2 AND version = $3 AND state = 'running'`, [
+              held.tenant_id, held.document_id, held.version, String(opts.leaseMs),
+            ])
+            .catch(() => undefined);
+        }, Math.max(250, Math.floor(opts.leaseMs / 3)));
+        renew.unref?.();
+        await run(job).finally(() => {
+          clearInterval(renew);
+          running.delete(held);
+        });
         log('info', 'document indexed', { tenantId: job.tenant_id, documentId: job.document_id, version: job.version, ms: Date.now() - started, worker: n });
       } catch (err) {
         if (stopped) return;
