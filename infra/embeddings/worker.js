@@ -235,8 +235,21 @@ async function loadOnnxCore({ modelDir, threads = 1, verify = true }) {
  * `{ type: 'close' }` once the batch in hand is done: Worker.terminate() during session.run aborts
  * the whole process ("terminate called after throwing an instance of 'Napi::Error'").
  */
+/**
+ * Fault injection for the fault suite (test/faults): with TENANT_RAG_FAULT_EMBED_CRASH_ON=<word>,
+ * a worker given a text containing that word dies of an uncaught exception, as a crashing native
+ * call or a bug would take the thread down. No real input is known to crash the model (texts are
+ * cut to 256 tokens, onnxruntime errors arrive as rejections), hence this hook. Refused in
+ * production: the worker then fails to load and the product does not start.
+ */
+const CRASH_ON = process.env.TENANT_RAG_FAULT_EMBED_CRASH_ON || '';
+
 function serveAsWorker() {
   const { parentPort, workerData } = workerThreads;
+  if (CRASH_ON && process.env.NODE_ENV === 'production') {
+    parentPort.postMessage({ type: 'failed', message: 'TENANT_RAG_FAULT_EMBED_CRASH_ON is a test-only fault injection and is refused when NODE_ENV=production' });
+    return;
+  }
   loadOnnxCore({ modelDir: workerData.modelDir, threads: workerData.threads, verify: false }).then(
     (core) => {
       if (!core) {
@@ -253,6 +266,12 @@ function serveAsWorker() {
           return;
         }
         if (msg.type !== 'embed') return;
+        if (CRASH_ON && msg.texts.some((t) => t.includes(CRASH_ON))) {
+          setImmediate(() => {
+            throw new Error('fault injection: embedding worker crashed (TENANT_RAG_FAULT_EMBED_CRASH_ON)');
+          });
+          return;
+        }
         running = core.embedBatch(msg.texts).then(
           ({ vectors, dims }) => parentPort.postMessage({ type: 'result', jobId: msg.jobId, vectors, dims }, [vectors.buffer]),
           (err) => parentPort.postMessage({ type: 'error', jobId: msg.jobId, message: err instanceof Error ? err.message : String(err) }),
