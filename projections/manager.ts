@@ -13,6 +13,18 @@ export interface ProjectionDefinition {
   make: (version: number) => Projection;
   defaultVersion: number;
   rebuildable: boolean;
+  /**
+   * For a read model that readers reach through views on the active version's tables (the
+   * catalog, projections/catalog/catalogRebuild.ts): `prepare` clears leftovers of a version
+   * before it is rebuilt, `switchTo` points every tenant's views at a version (`waitMs`: how long
+   * it may wait for content-derived state to be re-linked; 0 at start-up, where it only realigns
+   * views a crash left on another version), `retire` drops a version no view reads any more.
+   */
+  views?: {
+    prepare(pool: Pool, version: number): Promise<void>;
+    switchTo(pool: Pool, version: number, opts?: { waitMs?: number }): Promise<number>;
+    retire(pool: Pool, version: number): Promise<void>;
+  };
 }
 
 export interface ProjectionInfo {
@@ -93,6 +105,11 @@ export async function startProjections(opts: {
   for (const def of definitions) {
     const version = def.rebuildable ? await activeVersion(pool, def.name, def.defaultVersion) : def.defaultVersion;
     versions.set(def.name, version);
+    // A crash during a switch may have left some tenants' views on another version.
+    if (def.views && opts.local(def.name)) {
+      const moved = await def.views.switchTo(pool, version, { waitMs: 0 });
+      if (moved) log('warn', 'projection views realigned to the active version', { name: def.name, version, tenants: moved });
+    }
     running.set(def.name, await launch(def, version));
   }
 
@@ -175,6 +192,7 @@ export async function startProjections(opts: {
       rebuilds.set(name, progress);
       const done = (async () => {
         try {
+          await def.views?.prepare(pool, next);
           const projection = def.make(next);
           const built = await rebuild(store, pool, projection, {
             log,
@@ -192,6 +210,15 @@ export async function startProjections(opts: {
             // is checkpointed at or past the store's last event of that key.
             const caughtUp = bus ? await keyedCaughtUp(store, pool, projection, built.position, head, 60_000) : await replacement.waitFor(head, 60_000);
             if (!caughtUp) throw new Error(`version ${next} did not catch up with the event store within 60 s; reads stay on version ${current}`);
+            if (def.views) {
+              try {
+                await def.views.switchTo(pool, next);
+              } catch (err) {
+                // Tenants already switched go back to the live version, which kept running.
+                await def.views.switchTo(pool, current, { waitMs: 0 }).catch((e) => log('error', 'could not switch views back', { name, error: (e as Error).message }));
+                throw err;
+              }
+            }
           } catch (err) {
             await replacement.stop().catch(() => undefined);
             throw err;
@@ -200,8 +227,13 @@ export async function startProjections(opts: {
           const old = running.get(name)!;
           running.set(name, replacement);
           versions.set(name, next);
-          progress.state = 'switched';
           await old.stop();
+          if (def.views) {
+            // Tenants provisioned during the switch (their views were made on the old version).
+            await def.views.switchTo(pool, next).catch((err) => log('error', 'late tenants not switched (realigned at the next start)', { name, error: (err as Error).message }));
+            await def.views.retire(pool, current).catch((err) => log('warn', 'old version not dropped', { name, error: (err as Error).message }));
+          }
+          progress.state = 'switched';
           log('info', 'projection rebuilt and switched', { name, version: next, events: progress.done });
         } catch (err) {
           progress.state = 'failed';

@@ -2,7 +2,9 @@ import type { Pool, PoolClient } from 'pg';
 import { parseStreamId, tenantSchema } from '../contracts/naming';
 import type { EventStore, GlobalPosition, RecordedEvent } from '../services/core/eventStore';
 import { START } from '../services/core/eventStore';
+import { catalogTable } from '../infra/postgres/schema';
 import { ANALYTICS_TABLES } from './analytics/analyticsProjection';
+import { linkTenantInTransaction, prepareTenantSwitch } from './catalog/catalogRebuild';
 import { auditTable } from './audit/auditProjection';
 import type { RebuildProgress } from './rebuild';
 import { applyBatch, checkpointName, type Projection, type RunnerOptions, tenantMismatch } from './runner';
@@ -42,6 +44,20 @@ export interface TenantTable {
 const TENANT_TABLES: Record<string, (version: number, tenantId: string) => TenantTable[]> = {
   audit: (version, tenantId) => [{ schema: tenantSchema(tenantId), table: auditTable(version), tenantColumn: null }],
   analytics: (version) => ANALYTICS_TABLES.map((t) => ({ schema: 'analytics', table: `${t}_v${version}`, tenantColumn: 'tenant_id' })),
+  catalog: (version, tenantId) => (['documents', 'document_index'] as const).map((t) => ({ schema: tenantSchema(tenantId), table: catalogTable(t, version), tenantColumn: null })),
+};
+
+/**
+ * Content-derived state a projection's scratch copy must take over before its rows replace the
+ * live ones: the catalog's readiness comes from the tenant's chunk sets, not from events.
+ * `prepare` runs after the scratch copy has caught up (it may wait for the indexing workers),
+ * `beforeSwap` inside the switch, under the locks (the indexer's writes wait).
+ */
+const TENANT_HOOKS: Record<string, { prepare(pool: Pool, tenantId: string, liveVersion: number, log: Log): Promise<void>; beforeSwap(client: PoolClient, tenantId: string): Promise<void> }> = {
+  catalog: {
+    prepare: (pool, tenantId, liveVersion, log) => prepareTenantSwitch(pool, tenantId, SCRATCH_VERSION, liveVersion, { log }),
+    beforeSwap: async (client, tenantId) => void (await linkTenantInTransaction(client, tenantId, SCRATCH_VERSION)),
+  },
 };
 
 export const tenantRebuildable = (name: string): boolean => name in TENANT_TABLES;
@@ -226,6 +242,8 @@ async function rebuildTenantOnce(opts: TenantRebuildOptions): Promise<TenantRebu
     if (moved < batchSize) break; // close enough: the switch applies the rest under the locks
   }
 
+  await TENANT_HOOKS[opts.name]?.prepare(pool, tenantId, opts.liveVersion, log);
+
   // Phase 2: the switch, retried while live writers hold the tables.
   const attempts = opts.maxSwitchAttempts ?? 40;
   for (let attempt = 1; ; attempt++) {
@@ -315,6 +333,7 @@ async function switchOnce(
       if (scan > frontier.max) break;
     }
 
+    await TENANT_HOOKS[opts.name]?.beforeSwap(client, tenantId);
     for (const t of live) {
       const s = scratch[live.indexOf(t)]!;
       const sOwner = await ownerOf(client, s);

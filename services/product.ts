@@ -13,6 +13,7 @@ import { createPool } from '../infra/postgres/pool';
 import { migratePlatform, migrateTenantSchemas } from '../infra/postgres/schema';
 import { createEmbeddedIndex } from '../infra/vectors/embedded';
 import { catalogProjection } from '../projections/catalog/catalogProjection';
+import { clearCatalogVersion, retireCatalogVersion, switchCatalog } from '../projections/catalog/catalogRebuild';
 import { startIndexer, type Indexer } from '../projections/index/indexer';
 import { platformProjection } from '../projections/platform/platformProjection';
 import { ANALYTICS_VERSION, analyticsProjection } from '../projections/analytics/analyticsProjection';
@@ -187,8 +188,14 @@ export async function startProduct(env: Env, opts: { logger?: pino.Logger; roles
       {
         name: 'catalog',
         defaultVersion: 1,
-        rebuildable: false,
-        make: () => catalogProjection({ onEnqueued: () => indexer?.wake(), onDeleted: (t, d) => void index.forgetDocument(t, d) }),
+        rebuildable: true,
+        make: (v) => catalogProjection({ onEnqueued: () => indexer?.wake(), onDeleted: (t, d) => void index.forgetDocument(t, d) }, v),
+        // Readers use views on the active version's tables; a rebuild re-links chunk sets, then switches them.
+        views: {
+          prepare: (p, v) => clearCatalogVersion(p, v),
+          switchTo: (p, v, o) => switchCatalog(p, v, { ...o, log }),
+          retire: (p, v) => retireCatalogVersion(p, v, log),
+        },
       },
       { name: 'audit', defaultVersion: AUDIT_VERSION, rebuildable: true, make: (v) => auditProjection(v) },
       { name: 'analytics', defaultVersion: ANALYTICS_VERSION, rebuildable: true, make: (v) => analyticsProjection(v) },

@@ -143,10 +143,17 @@ export async function migratePlatform(pool: Pool): Promise<void> {
   });
 }
 
-/** The read-model tables of one tenant (same DDL for live schemas and replay snapshots). */
-export function tenantTablesDDL(schema: string): string {
+/**
+ * The catalog's tables of one version in a tenant's schema: what the catalog projection derives
+ * from events (`documents`) and the indexer's state of each document (`document_index`). Readers
+ * never name a version: the views `documents` and `document_index` point at the catalog's active
+ * version, and an online rebuild (projections/catalog/catalogRebuild.ts) re-points them.
+ */
+export const catalogTable = (base: 'documents' | 'document_index', version: number) => `${base}_v${version}`;
+
+function catalogTablesDDL(schema: string, version: number): string {
   return `
-CREATE TABLE ${schema}.documents (
+CREATE TABLE IF NOT EXISTS ${schema}.${catalogTable('documents', version)} (
   document_id uuid PRIMARY KEY,
   filename text NOT NULL,
   external_id text,
@@ -159,8 +166,8 @@ CREATE TABLE ${schema}.documents (
   updated_at timestamptz NOT NULL,
   position text NOT NULL
 );
-CREATE INDEX ON ${schema}.documents (created_at DESC, document_id DESC);
-CREATE TABLE ${schema}.document_index (
+CREATE INDEX IF NOT EXISTS ${catalogTable('documents', version)}_created ON ${schema}.${catalogTable('documents', version)} (created_at DESC, document_id DESC);
+CREATE TABLE IF NOT EXISTS ${schema}.${catalogTable('document_index', version)} (
   document_id uuid PRIMARY KEY,
   version integer NOT NULL,
   ready_version integer,
@@ -173,7 +180,42 @@ CREATE TABLE ${schema}.document_index (
   embedder_sets text[] NOT NULL DEFAULT '{}',
   format text,
   updated_at timestamptz NOT NULL
+);`;
+}
+
+/** The views readers use, on the catalog tables of `version` (same columns in every version). */
+function catalogViewsDDL(schema: string, version: number): string {
+  return `
+CREATE OR REPLACE VIEW ${schema}.documents AS SELECT * FROM ${schema}.${catalogTable('documents', version)};
+CREATE OR REPLACE VIEW ${schema}.document_index AS SELECT * FROM ${schema}.${catalogTable('document_index', version)};`;
+}
+
+/**
+ * Where each complete chunk set is, by content: (sha256 of the document bytes, chunker, embedder)
+ * -> the chunk rows (document, version) holding it. The indexer writes a row before it activates
+ * a set; a rebuild of the catalog re-links documents to the sets they have (and the indexer copies
+ * a set to another document with the same content) instead of embedding again. Per tenant, inside
+ * its schema: a cache shared between tenants would let one tenant time another's uploads.
+ */
+function chunkSetsDDL(schema: string): string {
+  return `
+CREATE TABLE IF NOT EXISTS ${schema}.chunk_sets (
+  document_id uuid NOT NULL,
+  version integer NOT NULL,
+  embedder_id text NOT NULL,
+  sha256 text NOT NULL,
+  chunker text NOT NULL,
+  chunk_count integer NOT NULL,
+  format text,
+  created_at timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (document_id, version, embedder_id)
 );
+CREATE INDEX IF NOT EXISTS chunk_sets_content ON ${schema}.chunk_sets (sha256, chunker, embedder_id);`;
+}
+
+/** The read-model tables of one tenant (same DDL for live schemas and replay snapshots). */
+export function tenantTablesDDL(schema: string, catalogVersion = 1): string {
+  return `${catalogTablesDDL(schema, catalogVersion)}${catalogViewsDDL(schema, catalogVersion)}
 CREATE TABLE ${schema}.chunks (
   document_id uuid NOT NULL,
   chunk_index integer NOT NULL,
@@ -191,7 +233,66 @@ CREATE TABLE ${schema}.chunks (
 );
 -- No GIN index on tsv: keyword search ranks with BM25 over the lexemes loaded in memory
 -- (infra/vectors/bm25.ts), and the index cost most of each chunk insert.
+${chunkSetsDDL(schema)}
 `;
+}
+
+/** The tenant id a tenant (or snapshot) schema name was made from (tenantSchema's inverse). */
+function tenantIdOfSchema(schema: string): string | null {
+  const m = /^t_([0-9a-f]{8})([0-9a-f]{4})([0-9a-f]{4})([0-9a-f]{4})([0-9a-f]{12})$/.exec(schema);
+  return m ? m.slice(1).join('-') : null;
+}
+
+/**
+ * Creates the catalog tables of `version` in a tenant's schema unless they exist (as the schema
+ * owner, in the caller's transaction); true when it created any. The tenant's role may write them.
+ */
+export async function ensureCatalogTables(client: PoolClient, tenantId: string, version: number): Promise<boolean> {
+  const schema = tenantSchema(tenantId);
+  const r = await client.query<{ d: string | null; i: string | null }>('SELECT to_regclass($1) AS d, to_regclass($2) AS i', [
+    `${schema}.${catalogTable('documents', version)}`,
+    `${schema}.${catalogTable('document_index', version)}`,
+  ]);
+  if (r.rows[0]?.d && r.rows[0]?.i) return false;
+  await client.query(`SET LOCAL ROLE ${SCHEMA_OWNER};${catalogTablesDDL(schema, version)}
+GRANT SELECT, INSERT, UPDATE, DELETE ON ${schema}.${catalogTable('documents', version)}, ${schema}.${catalogTable('document_index', version)} TO ${tenantRole(tenantId)};
+RESET ROLE;`);
+  return true;
+}
+
+/** Points the tenant's `documents` and `document_index` views at the catalog tables of `version` (created if missing). */
+export async function pointCatalogViews(client: PoolClient, tenantId: string, version: number): Promise<void> {
+  await ensureCatalogTables(client, tenantId, version);
+  await client.query(`SET LOCAL ROLE ${SCHEMA_OWNER};${catalogViewsDDL(tenantSchema(tenantId), version)}
+RESET ROLE;`);
+}
+
+/** Drops the catalog tables of `version` in a tenant's schema (their views point elsewhere). */
+export async function dropCatalogTables(client: PoolClient, tenantId: string, version: number): Promise<void> {
+  const schema = tenantSchema(tenantId);
+  await client.query(`SET LOCAL ROLE ${SCHEMA_OWNER};
+DROP TABLE IF EXISTS ${schema}.${catalogTable('documents', version)}, ${schema}.${catalogTable('document_index', version)};
+RESET ROLE;`);
+}
+
+/** The catalog version each tenant (or snapshot) schema's `document_index` view reads, by tenant id. */
+export async function catalogViewVersions(q: Pool | PoolClient): Promise<Map<string, number>> {
+  const r = await q.query<{ schema: string; target: string }>(
+    `SELECT DISTINCT n.nspname AS schema, t.relname AS target
+     FROM pg_class v JOIN pg_namespace n ON n.oid = v.relnamespace
+     JOIN pg_rewrite rw ON rw.ev_class = v.oid
+     JOIN pg_depend dep ON dep.classid = 'pg_rewrite'::regclass AND dep.objid = rw.oid AND dep.refclassid = 'pg_class'::regclass
+     JOIN pg_class t ON t.oid = dep.refobjid AND t.oid <> v.oid AND t.relkind = 'r'
+     WHERE v.relname = 'document_index' AND v.relkind = 'v' AND pg_get_userbyid(n.nspowner) = $1`,
+    [SCHEMA_OWNER],
+  );
+  const out = new Map<string, number>();
+  for (const row of r.rows) {
+    const id = tenantIdOfSchema(row.schema);
+    const m = /^document_index_v(\d+)$/.exec(row.target);
+    if (id && m) out.set(id, Number(m[1]));
+  }
+  return out;
 }
 
 /**
@@ -218,22 +319,60 @@ UPDATE ${s}.document_index SET embedder_sets = ARRAY[embedder_id] WHERE ready_ve
 ALTER TABLE ${s}.chunks DROP CONSTRAINT IF EXISTS chunks_pkey;
 ALTER TABLE ${s}.chunks ADD PRIMARY KEY (document_id, version, embedder_id, chunk_index);`);
     }
-    return stale.rows.length;
+    // Catalog tables per version behind views (online rebuilds of the catalog) and the chunk-set
+    // cache, for schemas made before: their tables become version 1, the cache lists the sets
+    // each ready document holds (every set named in embedder_sets is complete).
+    await client.query('RESET ROLE');
+    const unversioned = await client.query<{ schema: string }>(
+      `SELECT n.nspname AS schema FROM pg_class t JOIN pg_namespace n ON n.oid = t.relnamespace
+       WHERE t.relname = 'document_index' AND t.relkind = 'r' AND pg_get_userbyid(n.nspowner) = $1`,
+      [SCHEMA_OWNER],
+    );
+    for (const { schema } of unversioned.rows) {
+      const tenantId = tenantIdOfSchema(schema);
+      if (!tenantId) continue;
+      await client.query(`SET LOCAL ROLE ${SCHEMA_OWNER};
+ALTER TABLE ${schema}.documents RENAME TO ${catalogTable('documents', 1)};
+ALTER TABLE ${schema}.document_index RENAME TO ${catalogTable('document_index', 1)};
+${catalogViewsDDL(schema, 1)}
+${chunkSetsDDL(schema)}
+GRANT SELECT, INSERT, UPDATE, DELETE ON ${schema}.documents, ${schema}.document_index, ${schema}.chunk_sets TO ${tenantRole(tenantId)};
+INSERT INTO ${schema}.chunk_sets (document_id, version, embedder_id, sha256, chunker, chunk_count, format)
+SELECT di.document_id, di.ready_version, e.embedder_id, d.sha256, '${LEGACY_CHUNKER}', count(c.chunk_index), di.format
+FROM ${schema}.document_index di JOIN ${schema}.documents d ON d.document_id = di.document_id AND d.version = di.ready_version
+CROSS JOIN LATERAL unnest(di.embedder_sets) AS e(embedder_id)
+JOIN ${schema}.chunks c ON c.document_id = di.document_id AND c.version = di.ready_version AND c.embedder_id = e.embedder_id
+GROUP BY di.document_id, di.ready_version, e.embedder_id, d.sha256, di.format
+ON CONFLICT DO NOTHING;
+RESET ROLE;`);
+    }
+    return stale.rows.length + unversioned.rows.length;
   });
 }
+
+/**
+ * Chunker recorded for chunk sets that existed before the cache did. Their boundaries came from
+ * some earlier chunker, so the indexer never copies them to another document (it looks sets up
+ * by its own chunker); a rebuild still re-links the document that holds them.
+ */
+const LEGACY_CHUNKER = 'unknown';
 
 export async function createTenantSchema(client: PoolClient, tenantId: string): Promise<void> {
   const schema = tenantSchema(tenantId);
   const role = tenantRole(tenantId);
   const exists = await client.query('SELECT 1 FROM pg_namespace WHERE nspname = $1', [schema]);
   if (exists.rowCount) return; // redelivery: already provisioned
+  // The catalog's active version; FOR SHARE holds back a catalog switch (projections/catalog/
+  // catalogRebuild.ts) until this schema is committed, so the switch's last pass sees it.
+  const active = await client.query<{ active_version: number }>(`SELECT active_version FROM platform.projection_versions WHERE name = 'catalog' FOR SHARE`);
+  const catalogVersion = active.rows[0]?.active_version ?? 1;
   await client.query(`
 DO $$ BEGIN
   IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '${role}') THEN CREATE ROLE ${role} NOLOGIN; END IF;
 END $$;
 CREATE SCHEMA ${schema} AUTHORIZATION ${SCHEMA_OWNER};
 SET LOCAL ROLE ${SCHEMA_OWNER};
-${tenantTablesDDL(schema)}
+${tenantTablesDDL(schema, catalogVersion)}
 GRANT USAGE ON SCHEMA ${schema} TO ${role};
 GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA ${schema} TO ${role};
 RESET ROLE;`);

@@ -10,6 +10,8 @@ import { tenantSchemaExists, withTenant } from '../../infra/postgres/schema';
 import type { Embedder } from '../../services/core/ports';
 import type { EmbedderRegistry } from '../../infra/embeddings';
 import { servingFromData, type ServingEmbedders } from './servingEmbedders';
+import { chunkerId, findChunkSet, readChunkSet, recordChunkSet, recordServedSet } from './chunkSets';
+import { fromBytes } from '../../infra/vectors/embedded';
 import type { KnowledgeIndex } from '../../services/search/knowledgeIndex';
 
 /**
@@ -134,14 +136,19 @@ export function startIndexer(
     await finish(job);
   }
 
+  const chunker = chunkerId(opts);
+
   async function run(job: Job): Promise<void> {
     await index.ensureTenant(job.tenant_id);
-    const bytes = await content.get(job.tenant_id, job.sha256);
-    if (!bytes) return fail(job, 'the document content is no longer available');
+    // Read only when a set must be derived from it (a cached set is copied without it).
+    let bytes: Buffer | null | undefined;
+    const contentOf = async () => (bytes === undefined ? (bytes = await content.get(job.tenant_id, job.sha256)) : bytes);
     // Parsed and chunked for each target embedder's tokenizer (see below), off this thread.
     const prepare = async (target: Embedder): Promise<Prepared | string> => {
+      const body = await contentOf();
+      if (!body) return 'the document content is no longer available';
       try {
-        return await preparer.prepare({ filename: job.filename, bytes, declaredType: job.content_type }, { maxTokens: opts.maxTokens, overlapTokens: opts.overlapTokens, embedder: target });
+        return await preparer.prepare({ filename: job.filename, bytes: body, declaredType: job.content_type }, { maxTokens: opts.maxTokens, overlapTokens: opts.overlapTokens, embedder: target });
       } catch (err) {
         if (err instanceof DocumentParseError) return err.reason;
         throw err;
@@ -154,40 +161,62 @@ export function startIndexer(
       (await c.query<{ ready_version: number | null; embedder_sets: string[] }>('SELECT ready_version, embedder_sets FROM document_index WHERE document_id = $1', [job.document_id])).rows[0],
     );
     const served = doc?.ready_version === job.version;
-    const targets = (await targetEmbedders(job.tenant_id)).filter((e) => !(served && doc?.embedder_sets.includes(e.id)));
+    const all = await targetEmbedders(job.tenant_id);
+    const targets = all.filter((e) => !(served && doc?.embedder_sets.includes(e.id)));
+    // Sets served already: listed in the chunk-set cache if they are not yet (a catalog rebuild re-links them).
+    for (const e of all) if (!targets.includes(e)) await recordServedSet(pool, job.tenant_id, job.document_id, job.version, e.id, job.sha256);
     let outcome: { chunkCount: number; embedderId: string; format: string } | null = null;
     for (const target of targets) {
-      const prepared = await prepare(target);
-      if (typeof prepared === 'string') return fail(job, prepared);
-      const chunks = prepared.chunks;
-      if (chunks.length === 0) return fail(job, 'the document contains no text');
-      if (!served && !outcome) {
-        await withTenant(pool, job.tenant_id, (c) =>
-          c.query(`UPDATE document_index SET chunks_total = $3, chunks_done = 0, updated_at = now() WHERE document_id = $1 AND version = $2`, [
-            job.document_id, job.version, chunks.length,
-          ]),
-        );
-      }
-      // Embedding of the next batch overlaps the write of the previous one (writes stay in order).
-      let writing: Promise<void> | null = null;
-      for (let i = 0; i < chunks.length; i += opts.embedBatch) {
-        if (stopped) throw new Error('indexer stopping');
-        const batch = chunks.slice(i, i + opts.embedBatch);
-        const vectors = await target.embed(batch.map(embeddingText), 'passage');
+      // The same content chunked by this chunker for this embedder already (this document before a
+      // rebuild of the catalog, or another document with the same bytes): copied, not embedded.
+      const cached = await findChunkSet(pool, job.tenant_id, { sha256: job.sha256, chunker, embedderId: target.id });
+      let chunkCount: number;
+      let format: string;
+      if (cached) {
+        chunkCount = cached.chunkCount;
+        format = cached.format ?? 'text';
+        if (!served && !outcome) await setChunksTotal(job, chunkCount);
+        const rows = await readChunkSet(pool, job.tenant_id, { documentId: cached.documentId, version: cached.version, embedderId: target.id });
+        for (let i = 0; i < rows.length; i += opts.embedBatch) {
+          if (stopped) throw new Error('indexer stopping');
+          const batch = rows.slice(i, i + opts.embedBatch);
+          await index.stageChunks(
+            job.tenant_id,
+            job.document_id,
+            job.version,
+            target.id,
+            batch.map((r) => ({ chunkIndex: r.chunk_index, text: r.text, headingPath: r.heading_path ?? [], page: r.page, tokenCount: r.token_count, vector: fromBytes(r.embedding) })),
+          );
+        }
+      } else {
+        const prepared = await prepare(target);
+        if (typeof prepared === 'string') return fail(job, prepared);
+        const chunks = prepared.chunks;
+        if (chunks.length === 0) return fail(job, 'the document contains no text');
+        chunkCount = chunks.length;
+        format = prepared.format;
+        if (!served && !outcome) await setChunksTotal(job, chunkCount);
+        // Embedding of the next batch overlaps the write of the previous one (writes stay in order).
+        let writing: Promise<void> | null = null;
+        for (let i = 0; i < chunks.length; i += opts.embedBatch) {
+          if (stopped) throw new Error('indexer stopping');
+          const batch = chunks.slice(i, i + opts.embedBatch);
+          const vectors = await target.embed(batch.map(embeddingText), 'passage');
+          if (writing) await writing;
+          writing = index.stageChunks(
+            job.tenant_id,
+            job.document_id,
+            job.version,
+            target.id,
+            batch.map((ch, k) => ({ chunkIndex: ch.index, text: ch.text, headingPath: ch.headingPath, page: ch.page, tokenCount: ch.tokenCount, vector: vectors[k]! })),
+          );
+          writing.catch(() => undefined); // awaited above or below; not an unhandled rejection meanwhile
+        }
         if (writing) await writing;
-        writing = index.stageChunks(
-          job.tenant_id,
-          job.document_id,
-          job.version,
-          target.id,
-          batch.map((ch, k) => ({ chunkIndex: ch.index, text: ch.text, headingPath: ch.headingPath, page: ch.page, tokenCount: ch.tokenCount, vector: vectors[k]! })),
-        );
-        writing.catch(() => undefined); // awaited above or below; not an unhandled rejection meanwhile
       }
-      if (writing) await writing;
       // A re-run of the same version and embedder may leave chunks past the new end: they must not outlive this set.
       await withTenant(pool, job.tenant_id, (c) =>
-        c.query('DELETE FROM chunks WHERE document_id = $1 AND version = $2 AND embedder_id = $3 AND chunk_index >= $4', [job.document_id, job.version, target.id, chunks.length]),
+        c.query('DELETE FROM chunks WHERE document_id = $1 AND version = $2 AND embedder_id = $3 AND chunk_index >= $4', [job.document_id, job.version, target.id, chunkCount]),
       );
       // The tenant may have switched away from this embedder while we embedded: never activate
       // the set. Within the grace period the pending drop removes what is left of it in the index;
@@ -198,7 +227,9 @@ export function startIndexer(
         else await withTenant(pool, job.tenant_id, (c) => c.query('DELETE FROM chunks WHERE document_id = $1 AND version = $2 AND embedder_id = $3', [job.document_id, job.version, target.id]));
         continue;
       }
-      const info = { chunkCount: chunks.length, embedderId: target.id, format: prepared.format };
+      // In the cache before the activation: a catalog switch that sees the one sees the other.
+      await recordChunkSet(pool, job.tenant_id, { documentId: job.document_id, version: job.version, embedderId: target.id, sha256: job.sha256, chunker, chunkCount, format });
+      const info = { chunkCount, embedderId: target.id, format };
       const ok = await index.activate(job.tenant_id, job.document_id, job.version, info);
       if (!ok) {
         log('info', 'indexed version superseded; discarded', { tenantId: job.tenant_id, documentId: job.document_id, version: job.version });
@@ -208,6 +239,12 @@ export function startIndexer(
     }
     if (outcome) await recordOutcome(job, { type: 'DocumentIndexed', data: { documentId: job.document_id, version: job.version, ...outcome } });
     await finish(job);
+  }
+
+  async function setChunksTotal(job: Job, total: number): Promise<void> {
+    await withTenant(pool, job.tenant_id, (c) =>
+      c.query(`UPDATE document_index SET chunks_total = $3, chunks_done = 0, updated_at = now() WHERE document_id = $1 AND version = $2`, [job.document_id, job.version, total]),
+    );
   }
 
   async function worker(n: number): Promise<void> {

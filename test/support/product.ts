@@ -12,7 +12,11 @@ export const ADMIN = 'test-admin-token-0123456789abcdef0123456789';
 
 /** The whole product in-process on a fresh database, as `npm start` wires it. */
 export async function startTestProduct(extraEnv: Record<string, string> = {}): Promise<Product> {
-  const url = await freshDatabase();
+  return startTestProductOn(await freshDatabase(), extraEnv);
+}
+
+/** The same on an existing database (e.g. one holding only an event store copied from another). */
+export async function startTestProductOn(url: string, extraEnv: Record<string, string> = {}): Promise<Product> {
   const env = loadEnv({
     DATA_DIR: mkdtempSync(join(tmpdir(), 'tr-e2e-')),
     DATABASE_URL: url,
