@@ -93,7 +93,7 @@ if (!existsSync(CHROMIUM)) {
       page.on('request', (r) => {
         if (!r.url().startsWith(base) && !r.url().startsWith('data:')) browserProblems.push(`off-origin request: ${r.url()}`);
       });
-    }, 50_000);
+    }, 150_000); // a product, two seeded tenants and a browser, on a loaded CI machine
 
     afterAll(async () => {
       await context?.close();
