@@ -9,7 +9,8 @@
  *   npm run bench -- --only eventstore,search
  *   npm run bench -- --cpu-prof        V8 CPU profiles of the product process (bench/results/cpuprofile-*)
  *
- * Groups: eventstore, rebuild, relay, provisioning, freshness, gateway, search, ingest, embedding.
+ * Groups: eventstore, rebuild, relay, provisioning, freshness, gateway, search, ingest, embedding,
+ * index, tenants (the embedded index at scale: one large tenant, many small ones; bench/indexScale.ts).
  * Never part of `npm test`. All load is bounded in count and time and targets 127.0.0.1 only;
  * PostgreSQL is a dedicated embedded server in a temp dir (or DATABASE_URL, which must be local
  * and allow CREATE DATABASE); the product runs as a child process with the offline embedder.
@@ -21,12 +22,13 @@ import { parseArgs } from 'node:util';
 import { embeddingBench } from './embedding';
 import { eventStoreBench } from './eventStore';
 import { type Bench, cpuProbe, log, startBench } from './harness';
+import { indexBench } from './indexScale';
 import { productBenches } from './productSuite';
 import { rebuildBench } from './rebuild';
 import { relayBench } from './relay';
 import { type Figure, renderTable } from './stats';
 
-export const GROUPS = ['eventstore', 'rebuild', 'relay', 'provisioning', 'freshness', 'gateway', 'search', 'ingest', 'embedding'] as const;
+export const GROUPS = ['eventstore', 'rebuild', 'relay', 'provisioning', 'freshness', 'gateway', 'search', 'ingest', 'embedding', 'index', 'tenants'] as const;
 export type Group = (typeof GROUPS)[number];
 
 const USAGE = `usage: npm run bench -- [--quick] [--only ${GROUPS.join(',')}] [--cpu-prof] [--out DIR]`;
@@ -122,6 +124,7 @@ async function main(): Promise<void> {
     const productGroups = (['provisioning', 'freshness', 'gateway', 'search', 'ingest'] as const).filter((g) => only.has(g));
     if (productGroups.length) await productBenches(bench, new Set(productGroups), (f) => figures.push(...f));
     if (only.has('embedding')) figures.push(...(await embeddingBench(bench)));
+    if (only.has('index') || only.has('tenants')) figures.push(...(await indexBench(bench, { big: only.has('index'), many: only.has('tenants') })));
   } finally {
     clearTimeout(hard);
     await finish(null);

@@ -115,7 +115,7 @@ export function loadEnv(e: NodeJS.ProcessEnv = process.env): Env {
     activityFlushMs: Math.min(5000, Math.max(1, int(e.ACTIVITY_FLUSH_MS, 250, 'ACTIVITY_FLUSH_MS'))),
     indexConcurrency: int(e.INDEX_CONCURRENCY, 2, 'INDEX_CONCURRENCY'),
     indexMemoryMb: positive(int(e.INDEX_MEMORY_MB, 512, 'INDEX_MEMORY_MB'), 'INDEX_MEMORY_MB'),
-    indexHnswMinChunks: Math.floor(int(e.INDEX_HNSW_MIN_CHUNKS, 10_000, 'INDEX_HNSW_MIN_CHUNKS')),
+    indexHnswMinChunks: Math.floor(int(e.INDEX_HNSW_MIN_CHUNKS, 5_000, 'INDEX_HNSW_MIN_CHUNKS')),
     logLevel: e.LOG_LEVEL || 'info',
     adminTokenGenerated,
     config: {

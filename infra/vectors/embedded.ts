@@ -81,7 +81,7 @@ const LOAD_BATCH = 2000;
 
 /** Defaults of INDEX_MEMORY_MB and INDEX_HNSW_MIN_CHUNKS (services/config.ts). */
 export const DEFAULT_INDEX_MEMORY_MB = 512;
-export const DEFAULT_HNSW_MIN_CHUNKS = 10_000;
+export const DEFAULT_HNSW_MIN_CHUNKS = 5_000;
 /** Vector rows added to a graph being built between two yields to the event loop (~25 ms at 384-d). */
 const BUILD_BATCH = 128;
 
@@ -89,10 +89,14 @@ const BUILD_BATCH = 128;
  * Estimated bytes beyond the typed arrays' byteLength (V8, 64-bit, Node 20): per document the
  * DocVectors object and its two typed-array views and buffers (~360), its entries in `docs` and
  * `docEmbedder` (~64); per tenant the maps, the Bm25Index object and empty arrays (~2 KiB).
- * BM25 counts itself (bm25.ts `bytes`), the graph itself (hnsw.ts `bytes`).
+ * BM25 counts itself (bm25.ts `bytes`), the graph itself (hnsw.ts `bytes`). Checked against the
+ * JS heap + buffers retained after a full GC by 59 loaded tenants of 100 chunks (bench data): 558
+ * KiB a tenant measured, 502 estimated from the parts above; the difference (~570 bytes a chunk,
+ * V8's hash-table slack and object headers the parts miss) is added per chunk as CHUNK_SLACK.
  */
 const DOC_OVERHEAD = 424;
 const TENANT_OVERHEAD = 2048;
+const CHUNK_SLACK = 576;
 const docBytes = (d: DocVectors) => d.vectors.byteLength + d.chunkIndexes.byteLength + DOC_OVERHEAD;
 
 /** Process-wide figures for /metrics (every embedded index in the process, summed). */
@@ -129,7 +133,11 @@ export interface EmbeddedIndexOptions {
   embedderId: () => string;
   /** Budget of the loaded tenants' estimated bytes, in MiB (INDEX_MEMORY_MB); default 512. */
   memoryMb?: number;
-  /** Vectors a tenant needs for an HNSW graph (INDEX_HNSW_MIN_CHUNKS); 0: never. Default 10,000. */
+  /**
+   * Vectors a tenant needs for an HNSW graph (INDEX_HNSW_MIN_CHUNKS); 0: never. Default 5,000: the
+   * exact scan costs about 0.8 ms per 1,000 384-d vectors on a quiet core (2 ms on a busy one,
+   * `npm run bench -- --only index`), so at 5,000 it stays within a 10 ms hybrid search.
+   */
   hnswMinChunks?: number;
   hnsw?: Partial<HnswParams>;
   /** Called when a background graph build fails (the tenant keeps the exact scan). */
@@ -253,7 +261,7 @@ export function createEmbeddedIndex(pool: Pool, opts: EmbeddedIndexOptions): Kno
   }
 
   function tenantBytes(tv: TenantVectors): number {
-    return TENANT_OVERHEAD + tv.vectorBytes + tv.bm25.bytes + (tv.ann?.bytes ?? 0) + (tv.annNext?.bytes ?? 0);
+    return TENANT_OVERHEAD + tv.vectorBytes + tv.bm25.bytes + tv.bm25.size * CHUNK_SLACK + (tv.ann?.bytes ?? 0) + (tv.annNext?.bytes ?? 0);
   }
 
   /** Re-estimates a loaded tenant's bytes into the running total. */

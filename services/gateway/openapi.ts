@@ -227,7 +227,7 @@ export function openApiDocument() {
       '/v1/snapshots': { get: { summary: 'The tenant\'s point-in-time snapshots and their build state (admin)', security: bearer, responses: { '200': ok('snapshots'), ...errors(401, 403) } } },
       '/v1/admin/usage': { get: { summary: 'Usage per tenant and day (operator)', security: operator, parameters: dateRange, responses: { '200': ok('days'), ...errors(400, 401) } } },
       '/v1/admin/projections': {
-        get: { summary: 'Projections: version, position, lag, state, rebuild progress; indexer backlog; `embedders`: re-embedding per tenant (serving and building embedder, documents done of total) (operator)', security: operator, responses: { '200': ok('projections'), ...errors(401) } },
+        get: { summary: 'Projections: version, position, lag, state, rebuild progress; indexer backlog; `embedders`: re-embedding per tenant (serving and building embedder, documents done of total); `index`: the vector index\'s in-process figures (embedded: tenantsLoaded, chunksLoaded, bytes, budgetBytes, evictions, loads, hnswTenants, hnswBuilding, hnswMinChunks, hnswSearches; null on Weaviate) (operator)', security: operator, responses: { '200': ok('projections'), ...errors(401) } },
       },
       '/v1/admin/projections/history': { get: { summary: 'Projection lag, one sample a minute, last hour (operator)', security: operator, responses: { '200': ok('samples'), ...errors(401) } } },
       '/v1/admin/projections/{name}/rebuild': {

@@ -3,7 +3,7 @@ import request from 'supertest';
 import type { Product } from '../../services/product';
 import { MAX_QUERY_CHARS } from '../../services/queries/api';
 import { eventually } from '../support/eventually';
-import { provisionTenant, startTestProduct, waitUntilIndexed, type TestTenant } from '../support/product';
+import { ADMIN, provisionTenant, startTestProduct, waitUntilIndexed, type TestTenant } from '../support/product';
 import { describeSkipped } from '../support/skip';
 
 /**
@@ -36,7 +36,7 @@ const DOCUMENTS = [
   { filename: 'parking.md', text: '# Parking\n\nVisitors park on level minus two and register at the front desk.' },
 ];
 
-function longQuerySuite(title: string, extraEnv: () => Record<string, string>): void {
+function longQuerySuite(title: string, extraEnv: () => Record<string, string>, onWeaviate = false): void {
   describe(title, () => {
     let product: Product;
     let tenant: TestTenant;
@@ -105,6 +105,16 @@ function longQuerySuite(title: string, extraEnv: () => Record<string, string>): 
       expect(asked.body.sources.map((s: { document_id: string }) => s.document_id)).toContain(targetId);
     });
 
+    if (onWeaviate) {
+      it('reports the Weaviate index, with its tenants by activity, to the operator', async () => {
+        const res = await request(product.app).get('/v1/admin/projections').set('Authorization', `Bearer ${ADMIN}`);
+        expect(res.status).toBe(200);
+        expect(res.body.index).toMatchObject({ kind: 'weaviate', idleTenantSeconds: 900, budgetBytes: null });
+        expect(typeof res.body.index.tenantsActive).toBe('number');
+        expect(typeof res.body.index.tenantsInactive).toBe('number');
+      });
+    }
+
     it('records the long query in the audit log as a hash, not its text', async () => {
       await product.deps.activity.flush();
       // Every search answered above reached the audit log.
@@ -128,7 +138,7 @@ if (process.env.WEAVIATE_URL && process.env.WEAVIATE_GRPC_PORT) {
     WEAVIATE_URL: process.env.WEAVIATE_URL!,
     WEAVIATE_GRPC_PORT: process.env.WEAVIATE_GRPC_PORT!,
     WEAVIATE_COLLECTION: `LongQ${randomUUID().replace(/-/g, '').slice(0, 10)}`,
-  }));
+  }), true);
 } else {
   describeSkipped(WEAVIATE_TITLE, 'WEAVIATE_URL / WEAVIATE_GRPC_PORT not set (run npm run infra:up and source .env.infra)');
 }
