@@ -12,6 +12,8 @@ export interface Env {
   databaseUrl: string | null;
   embeddedPgPort: number;
   pgPoolMax: number;
+  /** SHUTDOWN_TIMEOUT_MS: SIGTERM/SIGINT drains and stops within this; past it what remains is closed and the exit code is 1. */
+  shutdownTimeoutMs: number;
   eventstoreUrl: string | null;
   kafkaBrokers: string | null;
   kafkaNamespace: string;
@@ -53,6 +55,13 @@ const positive = (n: number, name: string): number => {
 };
 
 export class ConfigError extends Error {}
+
+/** 1 s to 10 min: shorter cannot even stop PostgreSQL cleanly, longer outlasts any supervisor's patience. */
+function shutdownTimeout(v: string | undefined): number {
+  const n = v === undefined || v === '' ? 10_000 : Number(v);
+  if (!Number.isInteger(n) || n < 1000 || n > 600_000) throw new ConfigError(`SHUTDOWN_TIMEOUT_MS must be an integer from 1000 to 600000 (ms), got ${JSON.stringify(v)}`);
+  return n;
+}
 
 /**
  * Production mode (NODE_ENV=production) refuses to start without real secrets: JWT_SECRET and
@@ -98,6 +107,7 @@ export function loadEnv(e: NodeJS.ProcessEnv = process.env): Env {
     databaseUrl: e.DATABASE_URL || null,
     embeddedPgPort: int(e.EMBEDDED_PG_PORT, 25329, 'EMBEDDED_PG_PORT'),
     pgPoolMax: Math.max(2, int(e.PG_POOL_MAX, 16, 'PG_POOL_MAX')),
+    shutdownTimeoutMs: shutdownTimeout(e.SHUTDOWN_TIMEOUT_MS),
     eventstoreUrl: e.EVENTSTORE_URL || null,
     kafkaBrokers: e.KAFKA_BROKERS || null,
     kafkaNamespace: e.KAFKA_NAMESPACE || '',

@@ -1,5 +1,6 @@
+import { findPortHolder, PortInUseError } from '../infra/net/portHolder';
 import { ConfigError, loadEnv } from './config';
-import { ALL_ROLES, PROJECTION_NAMES, type Roles, startProduct } from './product';
+import { ALL_ROLES, type Product, PROJECTION_NAMES, type Roles, startProduct } from './product';
 
 /**
  * `tsx services/main.ts [all | gateway | relay | projector [name ...] | indexer]`
@@ -41,9 +42,23 @@ async function main(): Promise<void> {
     throw err;
   }
   const roles = rolesFrom(process.argv.slice(2));
+  // Signals that arrive while starting: stop what has started once it has, then exit.
+  let early: string | null = null;
+  const onEarly = (signal: string) => void (early ??= signal);
+  process.on('SIGINT', onEarly);
+  process.on('SIGTERM', onEarly);
   const product = await startProduct(env, { roles });
   if (roles.gateway) {
-    const server = await product.listen(env.port, env.host);
+    let server;
+    try {
+      server = await product.listen(env.port, env.host);
+    } catch (err) {
+      // Never leave the embedded PostgreSQL behind because the HTTP port was taken.
+      await product.shutdown({ timeoutMs: Math.min(env.shutdownTimeoutMs, 5000) });
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'EADDRINUSE') throw new PortInUseError(env.port, findPortHolder(env.port), 'the HTTP server cannot start (PORT)', 'Stop that process or set PORT to a free port');
+      throw err;
+    }
     const addr = server.address();
     const where = typeof addr === 'object' && addr ? `http://${addr.address}:${addr.port}` : String(addr);
     if (env.adminTokenGenerated) {
@@ -55,18 +70,47 @@ async function main(): Promise<void> {
     process.stdout.write(`  tenant-rag ${process.argv.slice(2).join(' ')} running\n`);
   }
 
+  process.off('SIGINT', onEarly);
+  process.off('SIGTERM', onEarly);
+  handleSignals(product, env.shutdownTimeoutMs);
+  if (early) process.kill(process.pid, early);
+}
+
+/**
+ * First SIGTERM/SIGINT: graceful shutdown within `timeoutMs`, exit 0 when every step finished, 1
+ * otherwise (what was pending is logged). Past the deadline: every connection dropped, PostgreSQL
+ * stopped anyway, exit 1. A second signal: PostgreSQL asked to stop, exit 1 at once.
+ */
+function handleSignals(product: Product, timeoutMs: number): void {
+  const line = (level: number, msg: string, extra: Record<string, unknown> = {}) =>
+    process.stderr.write(`${JSON.stringify({ level, time: Date.now(), service: 'tenant-rag', msg, ...extra })}\n`);
   let stopping = false;
-  const shutdown = async (signal: string) => {
-    if (stopping) return;
+  const onSignal = (signal: string) => {
+    if (stopping) {
+      line(40, 'second signal: exiting now', { signal });
+      product.stopNow();
+      process.exit(1);
+    }
     stopping = true;
-    process.stdout.write(`\n${signal}: draining and stopping...\n`);
-    const force = setTimeout(() => process.exit(1), 20_000);
-    force.unref();
-    await product.stop();
-    process.exit(0);
+    process.stdout.write(`\n${signal}: draining and stopping (up to ${timeoutMs} ms)...\n`);
+    const deadline = setTimeout(() => {
+      line(50, 'shutdown timed out: closing what remains', { timeoutMs, pending: product.pendingSteps() });
+      void product.forceStop().finally(() => process.exit(1));
+    }, timeoutMs);
+    deadline.unref();
+    product.shutdown({ timeoutMs }).then(
+      (report) => {
+        line(report.clean ? 30 : 40, report.clean ? 'stopped' : 'stopped with steps left pending', { ms: report.ms, pending: report.pending, steps: report.steps });
+        process.exit(report.clean ? 0 : 1);
+      },
+      (err) => {
+        line(50, 'shutdown failed', { error: (err as Error)?.stack ?? String(err) });
+        void product.forceStop().finally(() => process.exit(1));
+      },
+    );
   };
-  process.on('SIGINT', () => void shutdown('SIGINT'));
-  process.on('SIGTERM', () => void shutdown('SIGTERM'));
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
 }
 
 // A background failure (a cache refresh, a best-effort cleanup) must never take the API down.
@@ -75,6 +119,8 @@ process.on('unhandledRejection', (reason) => {
 });
 
 main().catch((err) => {
-  process.stderr.write(`tenant-rag failed to start: ${(err as Error)?.stack ?? String(err)}\n`);
+  // A taken port is an operator's problem, not a bug: the message (holder pid and command) suffices.
+  const text = err instanceof PortInUseError ? err.message : ((err as Error)?.stack ?? String(err));
+  process.stderr.write(`tenant-rag failed to start: ${text}\n`);
   process.exit(1);
 });

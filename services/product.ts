@@ -48,7 +48,30 @@ export interface Product {
   app: ReturnType<typeof createApp>;
   deps: AppDeps;
   listen(port: number, host: string): Promise<Server>;
+  /** shutdown() without the report. */
   stop(): Promise<void>;
+  /**
+   * Graceful, bounded shutdown (SHUTDOWN_TIMEOUT_MS unless given): stop accepting, drain HTTP,
+   * flush activity, stop relay/projections (checkpoints)/indexer, close adapters and pools, stop
+   * the embedded PostgreSQL. Each step gets what is left of the budget; one that overruns is
+   * reported pending and left behind. Idempotent.
+   */
+  shutdown(opts?: { timeoutMs?: number }): Promise<StopReport>;
+  /** Past the deadline: drop every connection and stop the embedded PostgreSQL (fast, then immediate), bounded. */
+  forceStop(): Promise<void>;
+  /** Second signal: asks PostgreSQL to stop and returns at once (the process exits next). */
+  stopNow(): void;
+  /** Steps of a stop in progress that have not finished. */
+  pendingSteps(): string[];
+}
+
+export interface StopReport {
+  /** Every step finished within the budget. */
+  clean: boolean;
+  ms: number;
+  /** Steps that failed or did not finish in time (and what they left, e.g. open requests). */
+  pending: string[];
+  steps: { step: string; ms: number; outcome: 'ok' | 'failed' | 'timeout' }[];
 }
 
 /** Composition root: wires the adapters chosen by configuration into one running process. */
@@ -57,9 +80,13 @@ export async function startProduct(env: Env, opts: { logger?: pino.Logger; roles
   const logger = opts.logger ?? pino({ level: env.logLevel, base: { service: 'tenant-rag' } });
   const log: AppDeps['log'] = (level, msg, extra) => logger[level](extra ?? {}, msg);
   const stops: (() => Promise<void>)[] = [];
+  /** Names for the shutdown report, in the order they start; unnamed steps are numbered. */
+  const stepNames = new Map<() => Promise<void>, string>();
+  const named = (name: string, fn: () => Promise<void>) => (stepNames.set(fn, name), fn);
   const stopAll = async () => {
     for (const stop of stops.reverse()) await stop().catch((err) => log('error', 'shutdown step failed', { error: (err as Error).message }));
   };
+  let embeddedPg: EmbeddedPostgres | null = null;
 
   try {
     // ---- PostgreSQL: read models, platform, content (and the event store unless EventStoreDB) ----
@@ -68,11 +95,12 @@ export async function startProduct(env: Env, opts: { logger?: pino.Logger; roles
     if (!databaseUrl) {
       embedded = await startEmbeddedPostgres({ dataDir: join(env.dataDir, 'postgres'), port: env.embeddedPgPort, log: (m) => log('info', m) });
       databaseUrl = embedded.url;
-      stops.push(() => embedded!.stop());
+      embeddedPg = embedded;
+      stops.push(named('embedded PostgreSQL', () => embedded!.stop()));
       log('info', 'embedded PostgreSQL started', { port: embedded.port, dataDir: embedded.dataDir });
     }
     const pool = createPool(databaseUrl, { max: env.pgPoolMax });
-    stops.push(() => pool.end());
+    stops.push(named('PostgreSQL pool', () => pool.end()));
     await migratePlatform(pool);
     const migrated = await migrateTenantSchemas(pool);
     if (migrated) log('info', 'tenant schemas migrated to per-embedder chunk sets', { schemas: migrated });
@@ -84,7 +112,7 @@ export async function startProduct(env: Env, opts: { logger?: pino.Logger; roles
     } else {
       store = await createPostgresEventStore(pool);
     }
-    stops.push(() => store.close());
+    stops.push(named('event store', () => store.close()));
     const content = createPostgresContentStore(pool);
 
     // ---- models ----
@@ -146,7 +174,7 @@ export async function startProduct(env: Env, opts: { logger?: pino.Logger; roles
     let relay: Relay | null = null;
     if (bus && roles.relay) {
       relay = startRelay(store, pool, bus, { log });
-      stops.push(() => relay!.stop());
+      stops.push(named('relay', () => relay!.stop()));
     }
 
     // ---- projections and indexing workers ----
@@ -205,7 +233,7 @@ export async function startProduct(env: Env, opts: { logger?: pino.Logger; roles
         { pool, store, content, index, embedder, registry, serving },
         { concurrency: env.indexConcurrency, embedBatch: Math.max(env.embedBatch, 16) * 4, maxTokens: 256, overlapTokens: 32, leaseMs: 30_000, maxAttempts: 3, log },
       );
-      stops.push(() => indexer!.stop());
+      stops.push(named('indexer (claimed jobs back to the queue)', () => indexer!.stop()));
     }
     const manager = await startProjections({
       store,
@@ -215,11 +243,11 @@ export async function startProduct(env: Env, opts: { logger?: pino.Logger; roles
       local: (name) => roles.projectors === 'all' || roles.projectors.includes(name),
       runner: { log },
     });
-    stops.push(() => manager.stop());
+    stops.push(named('projections (checkpoints)', () => manager.stop()));
     const projections = manager.handles();
 
     const activity = createActivityRecorder(store, { log, flushMs: env.activityFlushMs });
-    stops.push(() => activity.stop());
+    stops.push(named('activity records (flush)', () => activity.stop()));
     const deps: AppDeps = {
       config: env.config,
       store,
@@ -275,27 +303,105 @@ export async function startProduct(env: Env, opts: { logger?: pino.Logger; roles
     tenantListeners.push((t) => deps.onTenantChanged(t));
 
     let server: Server | null = null;
+    let stopping: Promise<StopReport> | null = null;
+    const pendingNow = new Set<string>();
+
+    /** Runs `fn` until it settles or `until` (epoch ms) passes; a late step keeps running unwatched. */
+    const bounded = async (report: StopReport, step: string, fn: () => Promise<unknown>, until: number) => {
+      const t0 = Date.now();
+      pendingNow.add(step);
+      let timer: NodeJS.Timeout | undefined;
+      const outcome = await Promise.race([
+        Promise.resolve()
+          .then(fn)
+          .then(
+            () => 'ok' as const,
+            (err) => (log('error', 'shutdown step failed', { step, error: (err as Error)?.message ?? String(err) }), 'failed' as const),
+          ),
+        new Promise<'timeout'>((r) => (timer = setTimeout(() => r('timeout'), Math.max(0, until - Date.now())))),
+      ]);
+      clearTimeout(timer);
+      if (outcome !== 'timeout') pendingNow.delete(step);
+      report.steps.push({ step, ms: Date.now() - t0, outcome });
+      if (outcome !== 'ok') report.pending.push(`${step} (${outcome})`);
+      return outcome;
+    };
+
+    /**
+     * HTTP first: no new connections; idle keep-alive sockets closed now and whenever one becomes
+     * idle (its answer carried Connection: close anyway); event streams get a short grace to finish,
+     * then a final event; in-flight requests run until `until`, then every connection is dropped.
+     */
+    const drainHttp = async (s: Server, until: number, report: StopReport) => {
+      app.drain.begin();
+      const closed = new Promise<void>((r) => s.close(() => r()));
+      s.closeIdleConnections();
+      const idle = setInterval(() => s.closeIdleConnections(), 50);
+      const streamGrace = setTimeout(() => {
+        const n = app.drain.endStreams();
+        if (n) log('info', 'shutdown: event streams ended', { streams: n });
+      }, Math.min(1000, Math.max(0, (until - Date.now()) / 4)));
+      const outcome = await bounded(report, 'HTTP drain', () => closed, until);
+      clearInterval(idle);
+      clearTimeout(streamGrace);
+      if (outcome === 'timeout') {
+        const open = app.drain.inFlight();
+        report.pending.push(`HTTP: ${open.requests} request(s) still in flight (${open.streams} stream(s)): connections closed`);
+        app.drain.endStreams();
+        s.closeAllConnections();
+      }
+    };
+
+    const runStop = async (timeoutMs: number): Promise<StopReport> => {
+      const started = Date.now();
+      const deadline = started + timeoutMs;
+      const report: StopReport = { clean: true, ms: 0, pending: [], steps: [] };
+      // Kept back for what must happen whatever came before: pools and PostgreSQL's own shutdown.
+      const pgReserve = embeddedPg ? Math.min(3000, timeoutMs * 0.3) : 0;
+      const closeReserve = Math.min(1000, timeoutMs * 0.1);
+      // HTTP gets at most half: in-flight work still needs the projections, indexer and pools after it.
+      if (server) await drainHttp(server, Math.min(started + timeoutMs / 2, deadline - pgReserve - closeReserve), report);
+      const ordered = [...stops].reverse();
+      const pgStop = embeddedPg ? ordered.find((f) => stepNames.get(f) === 'embedded PostgreSQL') : undefined;
+      let n = 0;
+      for (const fn of ordered) {
+        n++;
+        if (fn === pgStop) continue;
+        const step = stepNames.get(fn) ?? `shutdown step ${n}`;
+        const isPool = step === 'PostgreSQL pool';
+        await bounded(report, step, fn, deadline - pgReserve - (isPool ? 0 : closeReserve / 2));
+      }
+      // Always attempted, with at least its reserve: a server left running holds its port.
+      if (embeddedPg) await bounded(report, 'embedded PostgreSQL', () => embeddedPg!.stop(Math.max(deadline - Date.now(), 1000)), Math.max(deadline, Date.now() + 1000) + 2500);
+      report.ms = Date.now() - started;
+      report.clean = report.pending.length === 0;
+      return report;
+    };
+    const shutdown = (opts: { timeoutMs?: number } = {}) => (stopping ??= runStop(opts.timeoutMs ?? env.shutdownTimeoutMs));
+
     return {
       app,
       deps,
       listen(port, host) {
         return new Promise((resolve, reject) => {
-          const s = app.listen(port, host, () => resolve(s));
-          s.on('error', reject);
+          // Express 5 passes a listen error (EADDRINUSE) to this callback instead of throwing.
+          const s = app.listen(port, host, (err?: Error) => (err ? reject(err) : resolve(s)));
           server = s;
         });
       },
+      shutdown,
       async stop() {
-        if (server) {
-          const s = server as Server;
-          await new Promise<void>((resolve) => {
-            s.close(() => resolve());
-            s.closeIdleConnections?.();
-            setTimeout(() => s.closeAllConnections?.(), 5000).unref();
-          });
-        }
-        await stopAll();
+        await shutdown();
       },
+      async forceStop() {
+        (server as Server | null)?.closeAllConnections();
+        if (embeddedPg) await embeddedPg.stop(2000).catch((err) => log('error', 'PostgreSQL stop failed', { error: (err as Error).message }));
+      },
+      stopNow() {
+        (server as Server | null)?.closeAllConnections();
+        embeddedPg?.stopNow();
+      },
+      pendingSteps: () => [...pendingNow],
     };
   } catch (err) {
     await stopAll();

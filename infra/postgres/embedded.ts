@@ -21,8 +21,11 @@
  *   postmaster.log          server log (pg_ctl -l); rotated once to postmaster.log.1 above 10 MB
  * and, only while initdb runs, `<dataDir>.initdb-password` beside it (initdb wants an empty dir).
  *
- * The server is a daemon, not a child: it outlives this process unless stop() is called (call it
- * in graceful shutdown). After a crash or `kill -9` the next start stops the leftover server.
+ * The server is a daemon, not a child (pg_ctl puts it in a session of its own, so a terminal's
+ * Ctrl-C reaches only node, which then drains and calls stop()). If this process dies without
+ * stop() (`kill -9`, OOM), a detached watchdog (./watchdog.ts) stops the server within about a
+ * second, and the next start on the same directory stops a leftover server anyway. A start that
+ * finds the port taken names the process holding it.
  *
  * Unix only (Linux, macOS). When run as root, postgres refuses to run as root, so every binary runs
  * as the `postgres` system user (created if missing), the data directory is chowned to it, and any
@@ -34,6 +37,8 @@ import { existsSync, readFileSync } from 'node:fs';
 import { chmod, chown, mkdir, readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname, join, parse, resolve } from 'node:path';
 import { Client } from 'pg';
+import { assertPortFree, PortInUseError } from '../net/portHolder';
+import { startPostgresWatchdog } from './watchdog';
 
 export interface EmbeddedPostgresOptions {
   /** Data directory of the cluster; created and initialised on first use. */
@@ -52,6 +57,11 @@ export interface EmbeddedPostgresOptions {
    * can then corrupt the cluster, so never for data that must survive.
    */
   durable?: boolean;
+  /**
+   * Default on: a detached watchdog stops the server once this process is gone (kill -9
+   * included). `removeAfter` paths are deleted after that (throwaway test clusters).
+   */
+  watchdog?: false | { removeAfter?: string[] };
 }
 
 export interface EmbeddedPostgres {
@@ -61,8 +71,14 @@ export interface EmbeddedPostgres {
   dataDir: string;
   /** PID of the postmaster; lets a watchdog stop the server if this process dies. */
   pid: number;
-  /** Fast shutdown (active sessions are disconnected), waits until the server is gone. Idempotent. */
-  stop(): Promise<void>;
+  /**
+   * Fast shutdown (active sessions are disconnected, a shutdown checkpoint is written), waiting
+   * until the server is gone; after `timeoutMs` (default 60 s) an immediate shutdown (crash
+   * recovery at the next start). Idempotent; a later call with a shorter timeout shortens the wait.
+   */
+  stop(timeoutMs?: number): Promise<void>;
+  /** Asks for a fast shutdown and returns at once (a process that must exit now). */
+  stopNow(): void;
 }
 
 const PASSWORD_FILE = 'tenant-rag.password';
@@ -104,11 +120,23 @@ export async function startEmbeddedPostgres(opts: EmbeddedPostgresOptions): Prom
   const runAs = isRoot() ? await ensureOsUser(log) : null;
 
   await prepareDataDir(dataDir, runAs, log);
+  // A leftover server of this directory is stopped first (it may hold the port itself); then a
+  // taken port fails the start before initdb, naming its holder.
+  await handleLeftoverServer(bin, dataDir, runAs, log);
+  await assertPortFree(opts.port, '127.0.0.1', 'embedded PostgreSQL cannot start (EMBEDDED_PG_PORT)').catch((err) => {
+    if (!(err instanceof PortInUseError) || !err.holder) throw err;
+    // The usual culprit: a server of another data directory whose node process was killed.
+    const otherDir = / -D (\S+)/.exec(err.holder.command)?.[1];
+    const hint = /postgres/.test(err.holder.command)
+      ? `It is a PostgreSQL server${otherDir ? ` of data directory ${otherDir}` : ''}; stop it (kill -INT ${err.holder.pid}) or set EMBEDDED_PG_PORT to a free port`
+      : 'Stop that process or set EMBEDDED_PG_PORT to a free port';
+    throw new PortInUseError(err.port, err.holder, 'embedded PostgreSQL cannot start (EMBEDDED_PG_PORT)', hint);
+  });
+
   if (!existsSync(join(dataDir, 'PG_VERSION'))) {
     await initCluster(bin, dataDir, runAs, log, opts.durable ?? true);
   }
   const password = await readPassword(dataDir, runAs);
-  await handleLeftoverServer(bin, dataDir, runAs, log);
   await rotateLog(dataDir);
 
   const settings: Record<string, string> = {
@@ -128,6 +156,7 @@ export async function startEmbeddedPostgres(opts: EmbeddedPostgresOptions): Prom
   }
   const pid = readPostmasterPid(dataDir);
   if (pid === null) throw new Error('PostgreSQL started but postmaster.pid is missing');
+  const watchdog = opts.watchdog === false ? null : startPostgresWatchdog({ postmasterPid: pid, dataDir, removeAfter: opts.watchdog?.removeAfter });
   await writeFile(join(dataDir, OWNER_FILE), `${process.pid}\n`, { mode: 0o600 });
 
   const auth = `${SUPERUSER}:${encodeURIComponent(password)}@127.0.0.1:${opts.port}`;
@@ -139,20 +168,45 @@ export async function startEmbeddedPostgres(opts: EmbeddedPostgresOptions): Prom
   }
   log(`PostgreSQL ready (pid ${pid})`);
 
+  // pg_ctl stop -m fast is SIGINT to the postmaster, -m immediate SIGQUIT; sent directly they
+  // need no `runuser` (root may signal the postgres account) and the wait stays ours to bound.
+  const signal = (sig: NodeJS.Signals) => {
+    if (readPostmasterPid(dataDir) !== pid || !isAlive(pid)) return false;
+    try {
+      process.kill(pid, sig);
+      return true;
+    } catch {
+      return false;
+    }
+  };
   let stopping: Promise<void> | null = null;
+  let stopBy = Infinity;
   return {
     url: `postgres://${auth}/${database}`,
     port: opts.port,
     dataDir,
     pid,
-    stop() {
+    stop(timeoutMs = 60_000) {
+      stopBy = Math.min(stopBy, Date.now() + timeoutMs);
       stopping ??= (async () => {
-        if (readPostmasterPid(dataDir) !== pid || !isAlive(pid)) return;
-        log('stopping PostgreSQL');
-        await run(join(bin, 'pg_ctl'), ['stop', '-D', dataDir, '-m', 'fast', '-w', '-t', '60'], runAs);
+        if (!signal('SIGINT')) {
+          watchdog?.stop();
+          return;
+        }
+        log('stopping PostgreSQL (fast shutdown)');
+        while (isAlive(pid) && Date.now() < stopBy) await new Promise((r) => setTimeout(r, 25));
+        if (isAlive(pid)) {
+          log('PostgreSQL still up after the shutdown timeout: immediate shutdown (crash recovery at next start)');
+          signal('SIGQUIT');
+          for (let i = 0; i < 80 && isAlive(pid); i++) await new Promise((r) => setTimeout(r, 25));
+        }
+        watchdog?.stop();
         await rm(join(dataDir, OWNER_FILE), { force: true });
       })();
       return stopping;
+    },
+    stopNow() {
+      signal('SIGINT'); // the watchdog stays: it finishes the job if this is not enough
     },
   };
 }
@@ -346,12 +400,19 @@ function readOwnerPid(dataDir: string): number | null {
   }
 }
 
-function isAlive(pid: number): boolean {
+/** The process exists and is not a zombie (also used by tests that watch a server go). */
+export function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
-    return true;
   } catch (err) {
     return (err as NodeJS.ErrnoException).code === 'EPERM'; // exists, owned by another user
+  }
+  // A zombie answers kill(0) until its parent reaps it (a container's PID 1 may never do so).
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code !== 'ENOENT' || existsSync('/proc/self/stat') === false; // gone meanwhile; no /proc (macOS): alive
   }
 }
 

@@ -147,7 +147,9 @@ export function createDocumentPreparer(opts: { timeoutMs?: number; log?: (level:
       const spec = o.embedder.tokenCounter;
       const options = { maxTokens: o.maxTokens, overlapTokens: o.overlapTokens };
       if (!spec || !WORKER_SHIPPED) return prepareDocument(input, { ...options, countTokens: (t) => o.embedder.countTokens(t) });
-      const run = queue.then(() => inWorker(input, spec, options, o.timeoutMs ?? defaultTimeoutMs));
+      // Queued behind another document: close() may have come meanwhile (no new worker after it,
+      // else a stopping indexer waits for a whole document, up to the timeout).
+      const run = queue.then(() => (closed ? Promise.reject(new Error('document preparer is closed')) : inWorker(input, spec, options, o.timeoutMs ?? defaultTimeoutMs)));
       queue = run.catch(() => undefined);
       return run;
     },

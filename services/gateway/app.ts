@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import express, { type RequestHandler } from 'express';
+import express, { type RequestHandler, type Response } from 'express';
 import passport from 'passport';
 import client from 'prom-client';
 import swaggerUi from 'swagger-ui-express';
@@ -16,7 +16,7 @@ import { createAuthenticator } from './auth';
 import type { AppDeps } from './context';
 import { idempotency } from './idempotency';
 import { openApiDocument } from './openapi';
-import { errorHandler, notFoundRoute } from './problem';
+import { errorHandler, notFoundRoute, problemBody } from './problem';
 
 export const metrics = {
   registry: new client.Registry(),
@@ -58,11 +58,64 @@ function rateLimit(deps: AppDeps): RequestHandler {
   };
 }
 
+/**
+ * Graceful shutdown, HTTP side (the server itself stops accepting in product.stop): once draining,
+ * every answer carries `Connection: close`, so a keep-alive client gets the answer to the request
+ * it sent and then a closed connection; open event streams are ended with a final `error` event
+ * (503, retry elsewhere) instead of being cut mid-line.
+ */
+export interface Drain {
+  begin(): void;
+  /** Ends the open text/event-stream answers; returns how many. */
+  endStreams(): number;
+  /** Answers not finished yet (streams included). */
+  inFlight(): { requests: number; streams: number };
+}
+
+const isStream = (res: Response) => res.headersSent && !res.writableEnded && String(res.getHeader('content-type') ?? '').startsWith('text/event-stream');
+
+function createDrain() {
+  const open = new Set<Response>();
+  let draining = false;
+  const track: RequestHandler = (_req, res, next) => {
+    if (draining) res.setHeader('Connection', 'close');
+    open.add(res);
+    res.on('close', () => open.delete(res));
+    next();
+  };
+  const drain: Drain = {
+    begin() {
+      draining = true;
+    },
+    endStreams() {
+      let n = 0;
+      for (const res of open) {
+        if (!isStream(res)) continue;
+        const body = problemBody(503, 'Server shutting down', 'the server is stopping; ask again (another instance or after the restart)', res.req.originalUrl);
+        // The route may still write (its generation ends on the close): writes after the end are
+        // dropped, never an unhandled 'error' event.
+        res.on('error', () => undefined);
+        res.end(`event: error\ndata: ${JSON.stringify(body)}\n\n`);
+        n++;
+      }
+      return n;
+    },
+    inFlight() {
+      let streams = 0;
+      for (const res of open) if (isStream(res)) streams++;
+      return { requests: open.size, streams };
+    },
+  };
+  return { track, drain };
+}
+
 export function createApp(deps: AppDeps) {
   const app = express();
   app.disable('x-powered-by');
   app.set('trust proxy', false);
   app.set('query parser', 'simple');
+  const { track, drain } = createDrain();
+  app.use(track);
   app.use(passport.initialize());
 
   // Correlation id and access log.
@@ -150,5 +203,5 @@ export function createApp(deps: AppDeps) {
 
   app.use(notFoundRoute);
   app.use(errorHandler((err, req) => deps.log('error', 'unhandled error', { error: (err as Error)?.stack ?? String(err), path: req.path, correlationId: req.correlationId })));
-  return app;
+  return Object.assign(app, { drain });
 }

@@ -27,6 +27,7 @@ export function createActivityRecorder(store: EventStore, opts: { flushMs?: numb
   let buffer = new Map<string, NewEvent[]>();
   let timer: NodeJS.Timeout | null = null;
   let inflight: Promise<void> = Promise.resolve();
+  let stopped = false;
 
   const flush = async () => {
     timer = null;
@@ -44,6 +45,11 @@ export function createActivityRecorder(store: EventStore, opts: { flushMs?: numb
 
   return {
     record(tenantId, actor, correlationId, event) {
+      if (stopped) {
+        // A request that outlived the shutdown's drain: the store may be closing, say what is lost.
+        opts.log?.('warn', 'activity event after stop: not recorded', { tenantId, type: event.type, correlationId });
+        return;
+      }
       const at = now();
       const day = at.toISOString().slice(0, 10).replace(/-/g, '');
       const stream = streamId('activity', tenantId, day);
@@ -60,7 +66,9 @@ export function createActivityRecorder(store: EventStore, opts: { flushMs?: numb
       if (timer) clearTimeout(timer);
       await flush();
     },
+    /** Appends what is buffered; records arriving later are refused (logged), not left in a timer. */
     async stop() {
+      stopped = true;
       await this.flush();
     },
   };

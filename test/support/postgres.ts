@@ -7,14 +7,13 @@
  *   os.tmpdir(), on a free port. Jest gives every test file its own module registry (and global
  *   object), so "one per worker" cannot live in a module variable: the server is recorded in a
  *   small registry file keyed by the worker's PID, and the next test file of the same worker
- *   finds and reuses it. A detached watchdog stops the server and deletes its directory when the
- *   worker process is gone, however it ends (normal exit, jest killing it, a crash): no
- *   'exit' hook of a test file can do that reliably.
+ *   finds and reuses it. The embedded server's detached watchdog (infra/postgres/watchdog.ts)
+ *   stops it and deletes its directory when the worker process is gone, however it ends (normal
+ *   exit, jest killing it, a crash): no 'exit' hook of a test file can do that reliably.
  *
  * Suites call freshDatabase() for a database of their own (so suites never see each other's
  * rows) and dropDatabase() in afterAll.
  */
-import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -119,14 +118,16 @@ async function start(): Promise<{ url: string }> {
         // ordering and locking, which the suites test, are the same without it.)
         durable: false,
         settings: { max_connections: '200' },
+        // When the worker is gone however it ends (normal exit, jest killing it, a crash), the
+        // watchdog stops the server and deletes its directory and the registry file.
+        watchdog: { removeAfter: [root, registryPath()] },
       });
       const reg: Registry = { url: pg.url, pid: pg.pid, root };
       await writeFile(registryPath(), JSON.stringify(reg), { mode: 0o600 });
-      startWatchdog(reg);
       return { url: pg.url };
     } catch (err) {
       lastError = err;
-      if (!/address already in use|could not create any TCP\/IP sockets/i.test(String((err as Error)?.message))) break;
+      if (!/already in use|could not create any TCP\/IP sockets/i.test(String((err as Error)?.message))) break;
     }
   }
   await rm(root, { recursive: true, force: true });
@@ -143,30 +144,4 @@ function freePort(): Promise<number> {
       srv.close(() => (addr && typeof addr === 'object' ? resolve(addr.port) : reject(new Error('no port'))));
     });
   });
-}
-
-/**
- * A detached shell that outlives this worker: when the worker PID is gone it asks the postmaster
- * for a fast shutdown (SIGINT), waits for it, then deletes the cluster and the registry file.
- */
-function startWatchdog(reg: Registry): void {
-  const script = [
-    'while kill -0 "$WORKER_PID" 2>/dev/null; do sleep 0.5; done',
-    'kill -INT "$PG_PID" 2>/dev/null',
-    'i=0; while kill -0 "$PG_PID" 2>/dev/null && [ "$i" -lt 200 ]; do sleep 0.1; i=$((i+1)); done',
-    'rm -rf -- "$PG_ROOT" "$REGISTRY"',
-  ].join('\n');
-  const child = spawn('/bin/sh', ['-c', script], {
-    detached: true,
-    stdio: 'ignore',
-    cwd: '/',
-    env: {
-      PATH: process.env.PATH ?? '/usr/bin:/bin',
-      WORKER_PID: String(process.pid),
-      PG_PID: String(reg.pid),
-      PG_ROOT: reg.root,
-      REGISTRY: registryPath(),
-    },
-  });
-  child.unref();
 }
