@@ -7,12 +7,17 @@ import { activeVersion, type RebuildProgress, rebuild } from './rebuild';
 import { checkpointName, type Projection, type RunningProjection, type RunnerOptions, startKafkaProjection, startProjection, watchProjection } from './runner';
 import { rebuildTenant, tenantRebuildable, type TenantRebuildProgress } from './tenantRebuild';
 
-/** A projection by name; `rebuildable` ones are built per version (tables suffixed `_v<N>`). */
+/**
+ * A projection by name; `rebuildable` ones are built per version (tables suffixed `_v<N>`).
+ * `'tenant'`: only one tenant's rows at a time can be rebuilt (projections/tenantRebuild.ts).
+ */
 export interface ProjectionDefinition {
   name: string;
   make: (version: number) => Projection;
   defaultVersion: number;
-  rebuildable: boolean;
+  rebuildable: boolean | 'tenant';
+  /** After a tenant's rows were swapped: e.g. drop caches of that tenant. */
+  afterTenantRebuild?(tenantId: string): void;
   /**
    * For a read model that readers reach through views on the active version's tables (the
    * catalog, projections/catalog/catalogRebuild.ts): `prepare` clears leftovers of a version
@@ -37,6 +42,8 @@ export interface ProjectionInfo {
   lag_events: number | null;
   lag_seconds: number | null;
   rebuildable: boolean;
+  /** Whether one tenant's rows can be rebuilt (`{"tenant": "<slug>"}`). */
+  tenant_rebuildable: boolean;
   /** The running or last rebuild: of the whole projection, or of one tenant's rows (`tenant`: its slug). */
   rebuild: RebuildProgress | TenantRebuildProgress | null;
 }
@@ -103,7 +110,7 @@ export async function startProjections(opts: {
   };
 
   for (const def of definitions) {
-    const version = def.rebuildable ? await activeVersion(pool, def.name, def.defaultVersion) : def.defaultVersion;
+    const version = def.rebuildable === true ? await activeVersion(pool, def.name, def.defaultVersion) : def.defaultVersion;
     versions.set(def.name, version);
     // A crash during a switch may have left some tenants' views on another version.
     if (def.views && opts.local(def.name)) {
@@ -167,7 +174,8 @@ export async function startProjections(opts: {
           position: s.position,
           lag_events: lagEvents,
           lag_seconds: lagEvents === 0 ? 0 : s.lastEventAt ? Math.max(0, (Date.now() - Date.parse(s.lastEventAt)) / 1000) : null,
-          rebuildable: def.rebuildable,
+          rebuildable: def.rebuildable === true,
+          tenant_rebuildable: def.rebuildable !== false && tenantRebuildable(def.name),
           rebuild: rebuilds.get(def.name) ?? null,
         });
       }
@@ -252,6 +260,7 @@ export async function startProjections(opts: {
       const def = byName.get(name);
       if (!def) throw new NotFoundError('Projection');
       if (!def.rebuildable || (perTenant && !tenantRebuildable(name))) throw new ConflictError(`projection ${name} is not rebuildable online`);
+      if (def.rebuildable === 'tenant' && !perTenant) throw new ConflictError(`projection ${name} is rebuildable one tenant at a time only (body {"tenant": "<slug>"})`);
       return def;
     },
     /**
@@ -283,6 +292,7 @@ export async function startProjections(opts: {
               onProgress?.(progress);
             },
           });
+          def.afterTenantRebuild?.(tenant.id);
         } catch (err) {
           progress.state = 'failed';
           progress.error = (err as Error).message;

@@ -5,6 +5,7 @@ import { START } from '../services/core/eventStore';
 import { catalogTable } from '../infra/postgres/schema';
 import { ANALYTICS_TABLES } from './analytics/analyticsProjection';
 import { linkTenantInTransaction, prepareTenantSwitch } from './catalog/catalogRebuild';
+import { PLATFORM_TABLES, platformTable } from './platform/platformProjection';
 import { auditTable } from './audit/auditProjection';
 import type { RebuildProgress } from './rebuild';
 import { applyBatch, checkpointName, type Projection, type RunnerOptions, tenantMismatch } from './runner';
@@ -44,6 +45,7 @@ export interface TenantTable {
 const TENANT_TABLES: Record<string, (version: number, tenantId: string) => TenantTable[]> = {
   audit: (version, tenantId) => [{ schema: tenantSchema(tenantId), table: auditTable(version), tenantColumn: null }],
   analytics: (version) => ANALYTICS_TABLES.map((t) => ({ schema: 'analytics', table: `${t}_v${version}`, tenantColumn: 'tenant_id' })),
+  platform: (version) => PLATFORM_TABLES.map((t) => ({ schema: 'platform', table: platformTable(t, version), tenantColumn: 'tenant_id' })),
   catalog: (version, tenantId) => (['documents', 'document_index'] as const).map((t) => ({ schema: tenantSchema(tenantId), table: catalogTable(t, version), tenantColumn: null })),
 };
 

@@ -205,13 +205,15 @@ export async function startProduct(env: Env, opts: { logger?: pino.Logger; roles
       {
         name: 'platform',
         defaultVersion: 1,
-        rebuildable: false,
-        make: () =>
+        // One tenant's rows at a time (scratch copy, no schema or role touched); not the whole platform.
+        rebuildable: 'tenant',
+        afterTenantRebuild: (t) => tenantListeners.forEach((l) => l(t)),
+        make: (v) =>
           platformProjection({
             onTenantChanged: (t) => tenantListeners.forEach((l) => l(t)),
             onTenantProvisioned: (t) => void index.ensureTenant(t).catch((err) => log('error', 'vector tenant creation failed', { tenantId: t, error: (err as Error).message })),
             onTenantDeleted: (t) => void eraseTenant(t),
-          }),
+          }, v),
       },
       {
         name: 'catalog',

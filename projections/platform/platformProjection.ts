@@ -20,17 +20,31 @@ export interface PlatformHooks {
   onTenantDeleted?(tenantId: string): void;
 }
 
+/** The platform tables a tenant's rows live in (one row set per tenant, told apart by `tenant_id`). */
+export const PLATFORM_TABLES = ['tenants', 'users', 'api_tokens'] as const;
+/** Version 1 is the live tables; version 0 the scratch copy of a tenant's rebuild (projections/tenantRebuild.ts). */
+export const platformTable = (table: (typeof PLATFORM_TABLES)[number], version: number) => (version === 0 ? `${table}_v0` : table);
+
 /**
  * Platform read model: tenants, users (with password hashes, for login), API token hashes,
  * and each tenant's schema + role, created at provisioning and dropped at deletion.
+ *
+ * `version` 0 writes a scratch copy of the three tables and nothing else: no schema or role is
+ * created or dropped, no hook runs, so rebuilding one tenant's rows can never lock anyone out
+ * or drop a live schema; its rows replace the live ones in one transaction.
  */
-export function platformProjection(hooks: PlatformHooks = {}): Projection {
+export function platformProjection(hooks: PlatformHooks = {}, version = 1): Projection {
+  const scratch = version === 0;
+  const [tenants, users, tokens] = PLATFORM_TABLES.map((t) => `platform.${platformTable(t, version)}`) as [string, string, string];
   return {
     name: 'platform',
-    version: 1,
+    version,
     categories: ['tenant'],
     canHandle: (type) => TYPES.has(type),
     async apply(client: PoolClient, recorded: RecordedEvent) {
+      if (scratch) {
+        for (const t of PLATFORM_TABLES) await client.query(`CREATE TABLE IF NOT EXISTS platform.${platformTable(t, 0)} (LIKE platform.${t} INCLUDING ALL)`);
+      }
       const event = upcast(recorded) as TenantEvent;
       const tenantId = recorded.metadata.tenantId;
       const at = recorded.metadata.occurredAt;
@@ -38,56 +52,57 @@ export function platformProjection(hooks: PlatformHooks = {}): Projection {
         case 'TenantProvisioned': {
           const d = event.data;
           await client.query(
-            `INSERT INTO platform.tenants (tenant_id, slug, name, status, quotas, rate_limit, created_at, updated_at)
+            `INSERT INTO ${tenants} (tenant_id, slug, name, status, quotas, rate_limit, created_at, updated_at)
              VALUES ($1, $2, $3, 'active', $4, $5, $6, $6) ON CONFLICT (tenant_id) DO NOTHING`,
             [d.tenantId, d.slug, d.name, JSON.stringify(d.quotas), JSON.stringify(d.rateLimit), at],
           );
-          await createTenantSchema(client, d.tenantId);
+          if (!scratch) await createTenantSchema(client, d.tenantId);
           return;
         }
         case 'UserAdded': {
           const d = event.data;
           await client.query(
-            `INSERT INTO platform.users (tenant_id, user_id, email, role, password_hash, created_at)
+            `INSERT INTO ${users} (tenant_id, user_id, email, role, password_hash, created_at)
              VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (tenant_id, user_id) DO NOTHING`,
             [tenantId, d.userId, d.email, d.role, d.passwordHash, at],
           );
           return;
         }
         case 'UserRoleChanged':
-          await client.query('UPDATE platform.users SET role = $3 WHERE tenant_id = $1 AND user_id = $2', [tenantId, event.data.userId, event.data.role]);
+          await client.query(`UPDATE ${users} SET role = $3 WHERE tenant_id = $1 AND user_id = $2`, [tenantId, event.data.userId, event.data.role]);
           return;
         case 'UserRemoved':
-          await client.query('DELETE FROM platform.users WHERE tenant_id = $1 AND user_id = $2', [tenantId, event.data.userId]);
+          await client.query(`DELETE FROM ${users} WHERE tenant_id = $1 AND user_id = $2`, [tenantId, event.data.userId]);
           return;
         case 'ApiTokenIssued': {
           const d = event.data;
           await client.query(
-            `INSERT INTO platform.api_tokens (token_id, tenant_id, name, prefix, hash, role, created_by, created_at)
+            `INSERT INTO ${tokens} (token_id, tenant_id, name, prefix, hash, role, created_by, created_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (token_id) DO NOTHING`,
             [d.tokenId, tenantId, d.name, d.prefix, d.hash, d.role, recorded.metadata.actor, at],
           );
           return;
         }
         case 'ApiTokenRevoked':
-          await client.query('UPDATE platform.api_tokens SET revoked_at = COALESCE(revoked_at, $3) WHERE tenant_id = $1 AND token_id = $2', [tenantId, event.data.tokenId, at]);
+          await client.query(`UPDATE ${tokens} SET revoked_at = COALESCE(revoked_at, $3) WHERE tenant_id = $1 AND token_id = $2`, [tenantId, event.data.tokenId, at]);
           return;
         case 'TenantSuspended':
-          await client.query(`UPDATE platform.tenants SET status = 'suspended', updated_at = $2 WHERE tenant_id = $1`, [tenantId, at]);
+          await client.query(`UPDATE ${tenants} SET status = 'suspended', updated_at = $2 WHERE tenant_id = $1`, [tenantId, at]);
           return;
         case 'TenantReactivated':
-          await client.query(`UPDATE platform.tenants SET status = 'active', updated_at = $2 WHERE tenant_id = $1`, [tenantId, at]);
+          await client.query(`UPDATE ${tenants} SET status = 'active', updated_at = $2 WHERE tenant_id = $1`, [tenantId, at]);
           return;
         case 'TenantLimitsChanged':
-          await client.query('UPDATE platform.tenants SET quotas = $2, rate_limit = $3, updated_at = $4 WHERE tenant_id = $1', [
+          await client.query(`UPDATE ${tenants} SET quotas = $2, rate_limit = $3, updated_at = $4 WHERE tenant_id = $1`, [
             tenantId, JSON.stringify(event.data.quotas), JSON.stringify(event.data.rateLimit), at,
           ]);
           return;
         case 'TenantDeleted':
           // Keep the slug taken (the stream is tombstoned) but drop every read model and secret.
-          await client.query(`UPDATE platform.tenants SET status = 'deleted', updated_at = $2 WHERE tenant_id = $1`, [tenantId, at]);
-          await client.query('DELETE FROM platform.users WHERE tenant_id = $1', [tenantId]);
-          await client.query('DELETE FROM platform.api_tokens WHERE tenant_id = $1', [tenantId]);
+          await client.query(`UPDATE ${tenants} SET status = 'deleted', updated_at = $2 WHERE tenant_id = $1`, [tenantId, at]);
+          await client.query(`DELETE FROM ${users} WHERE tenant_id = $1`, [tenantId]);
+          await client.query(`DELETE FROM ${tokens} WHERE tenant_id = $1`, [tenantId]);
+          if (scratch) return;
           await client.query('DELETE FROM platform.index_jobs WHERE tenant_id = $1', [tenantId]);
           await dropTenantSchema(client, tenantId);
           return;
@@ -96,6 +111,7 @@ export function platformProjection(hooks: PlatformHooks = {}): Projection {
       }
     },
     afterCommit(events) {
+      if (scratch) return;
       for (const e of events) {
         if (!TYPES.has(e.type)) continue;
         hooks.onTenantChanged?.(e.metadata.tenantId);

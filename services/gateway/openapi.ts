@@ -232,9 +232,9 @@ export function openApiDocument() {
       '/v1/admin/projections/history': { get: { summary: 'Projection lag, one sample a minute, last hour (operator)', security: operator, responses: { '200': ok('samples'), ...errors(401) } } },
       '/v1/admin/projections/{name}/rebuild': {
         post: {
-          summary: 'Rebuild a read model (audit, analytics, catalog) from position 0 beside the live one, then switch reads (the catalog re-links its documents to the chunk sets the tenant holds); with `tenant`, only that tenant\'s rows, swapped in place; `platform` answers 409 (operator)',
+          summary: 'Rebuild a read model (audit, analytics, catalog) from position 0 beside the live one, then switch reads (the catalog re-links its documents to the chunk sets the tenant holds); with `tenant`, only that tenant\'s rows, swapped in place; `platform` only with `tenant` (a whole-platform rebuild answers 409) (operator)',
           security: operator,
-          parameters: [{ name: 'name', in: 'path', required: true, schema: { type: 'string', enum: ['audit', 'analytics', 'catalog'] } }],
+          parameters: [{ name: 'name', in: 'path', required: true, schema: { type: 'string', enum: ['audit', 'analytics', 'catalog', 'platform'] } }],
           requestBody: {
             required: false,
             content: {

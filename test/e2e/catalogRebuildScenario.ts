@@ -193,6 +193,43 @@ export function catalogRebuildScenario(opts: ScenarioOptions): void {
     expect((await product.deps.pool.query('SELECT to_regclass($1) AS t', [`${s}.documents_v0`])).rows[0].t).toBeNull();
   });
 
+  it('rebuilds one tenant\'s platform rows (replay platform --tenant): a demoted owner, a lost token and an un-revoked one repaired, the other tenant untouched', async () => {
+    const platformRows = async (t: TestTenant) =>
+      (
+        await product.deps.pool.query<{ c: string }>(
+          `SELECT (SELECT md5(string_agg(row_to_json(x)::text, ',')) FROM platform.tenants x WHERE tenant_id = $1) || '/' ||
+                  (SELECT md5(string_agg(row_to_json(x)::text, ',' ORDER BY user_id)) FROM platform.users x WHERE tenant_id = $1) || '/' ||
+                  coalesce((SELECT md5(string_agg(row_to_json(x)::text, ',' ORDER BY token_id)) FROM platform.api_tokens x WHERE tenant_id = $1), '-') AS c`,
+          [t.id],
+        )
+      ).rows[0]!.c;
+    const issued = await request(product.app).post('/v1/api-tokens').set(a.auth).send({ name: 'ci', role: 'viewer' });
+    expect(issued.status).toBe(201);
+    const revoked = await request(product.app).post('/v1/api-tokens').set(a.auth).send({ name: 'old', role: 'viewer' });
+    await request(product.app).delete(`/v1/api-tokens/${revoked.body.id}`).set(a.auth).expect(204);
+    const asToken = (token: string) => request(product.app).get('/v1/documents').set({ Authorization: `Bearer ${token}` });
+    await eventually(() => asToken(revoked.body.token), (r) => r.status === 401, opts.waitMs);
+    await eventually(async () => (await request(product.app).get('/v1/api-tokens').set(a.auth)).body.items?.length, (n) => n === 2, opts.waitMs);
+    const beforeA = await platformRows(a);
+    const beforeB = await platformRows(b);
+    // Behind the product's back.
+    await product.deps.pool.query(`UPDATE platform.users SET role = 'viewer' WHERE tenant_id = $1`, [a.id]);
+    await product.deps.pool.query('DELETE FROM platform.api_tokens WHERE token_id = $1', [issued.body.id]);
+    await product.deps.pool.query('UPDATE platform.api_tokens SET revoked_at = NULL WHERE token_id = $1', [revoked.body.id]);
+    expect(await platformRows(a)).not.toEqual(beforeA);
+    const { result: cli, loops } = await readWhile(runReplay(product, ['platform', '--tenant', a.slug], opts.waitMs * 2));
+    expect({ code: cli.code, tail: cli.stdout.slice(-300) + cli.stderr.slice(-300) }).toMatchObject({ code: 0 });
+    expect(loops).toBeGreaterThan(0);
+    expect(await platformRows(a)).toEqual(beforeA);
+    expect(await platformRows(b)).toEqual(beforeB);
+    expect((await request(product.app).get('/v1/me').set(a.auth)).body.role).toBe('owner');
+    expect((await asToken(issued.body.token)).status).toBe(200);
+    expect((await asToken(revoked.body.token)).status).toBe(401);
+    // The tenant's schema and role were never touched: its documents still answer.
+    expect((await documents(a)).length).toBeGreaterThan(0);
+    expect((await product.deps.pool.query('SELECT to_regclass($1) AS t', ['platform.users_v0'])).rows[0].t).toBeNull();
+  });
+
   it('answers 409 to a second catalog rebuild while one runs, and 409 for platform', async () => {
     const first = await request(product.app).post('/v1/admin/projections/catalog/rebuild').set(op).send({ tenant: b.slug });
     expect(first.status).toBe(202);
