@@ -357,21 +357,23 @@ export function createEmbeddedIndex(pool: Pool, opts: EmbeddedIndexOptions): Kno
     let sinceYield = 0;
     for (;;) {
       const pending: DocVectors[] = [];
-      for (const d of tv.docs.values()) if (d.dims === g.dims && !g.has(d)) pending.push(d);
+      for (const d of tv.docs.values()) if (!g.complete(d)) pending.push(d);
       if (pending.length === 0) break;
       for (const d of pending) {
-        if (sinceYield >= BUILD_BATCH) {
-          await new Promise<void>((r) => setImmediate(r));
-          sinceYield = 0;
-          account(tenantId, tv);
+        for (let done = 0; done < d.chunkIndexes.length; done += BUILD_BATCH) {
+          if (sinceYield >= BUILD_BATCH) {
+            await new Promise<void>((r) => setImmediate(r));
+            sinceYield = 0;
+            account(tenantId, tv);
+          }
+          if (!current()) {
+            g.close();
+            return;
+          }
+          if (tv.docs.get(d.documentId) !== d) break; // replaced or removed meanwhile
+          g.add(d, done + BUILD_BATCH);
+          sinceYield += Math.min(BUILD_BATCH, d.chunkIndexes.length - done);
         }
-        if (!current()) {
-          g.close();
-          return;
-        }
-        if (tv.docs.get(d.documentId) !== d) continue; // replaced or removed meanwhile
-        g.add(d);
-        sinceYield += d.chunkIndexes.length;
       }
     }
     // No await since the last check of `pending`: the graph holds every document of its dims.
