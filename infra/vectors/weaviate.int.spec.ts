@@ -414,7 +414,8 @@ if (!fromEnv && !dockerAnswers()) {
     }, 120_000);
 
     describe('idle tenants hibernate (INACTIVE) and wake on their next request', () => {
-      const IDLE_SECONDS = 2;
+      // Long enough that no stall of a loaded machine makes a tenant in use look idle.
+      const IDLE_SECONDS = 3;
       // A second process on the same collection and database, with hibernation on; `index` (off)
       // plays the other process, which does not know when a shard was put to sleep.
       let sleepy: WeaviateKnowledgeIndex;
