@@ -67,6 +67,15 @@ export async function recordServedSet(pool: Pool, tenantId: string, documentId: 
   );
 }
 
+/** Forgets cache entries whose rows were dropped: a document's other versions, or one embedder's sets. */
+export async function forgetChunkSets(pool: Pool, tenantId: string, which: { documentId: string; exceptVersion: number } | { embedderId: string }): Promise<void> {
+  await withTenant(pool, tenantId, (c) =>
+    'embedderId' in which
+      ? c.query('DELETE FROM chunk_sets WHERE embedder_id = $1', [which.embedderId])
+      : c.query('DELETE FROM chunk_sets WHERE document_id = $1 AND version <> $2', [which.documentId, which.exceptVersion]),
+  );
+}
+
 /** The rows of a cached set, in chunk order, for copying to another document version. */
 export async function readChunkSet(pool: Pool, tenantId: string, at: { documentId: string; version: number; embedderId: string }) {
   return withTenant(

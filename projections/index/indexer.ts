@@ -10,7 +10,7 @@ import { tenantSchemaExists, withTenant } from '../../infra/postgres/schema';
 import type { Embedder } from '../../services/core/ports';
 import type { EmbedderRegistry } from '../../infra/embeddings';
 import { servingFromData, type ServingEmbedders } from './servingEmbedders';
-import { chunkerId, findChunkSet, readChunkSet, recordChunkSet, recordServedSet } from './chunkSets';
+import { chunkerId, findChunkSet, forgetChunkSets, readChunkSet, recordChunkSet, recordServedSet } from './chunkSets';
 import { fromBytes } from '../../infra/vectors/embedded';
 import type { KnowledgeIndex } from '../../services/search/knowledgeIndex';
 
@@ -223,7 +223,7 @@ export function startIndexer(
       // after it, nothing reads that embedder's sets any more.
       const targeted = await stillTargeted(job.tenant_id, target.id);
       if (targeted !== 'yes') {
-        if (targeted === 'no') await index.dropEmbedderSets(job.tenant_id, target.id);
+        if (targeted === 'no') await dropSets(job.tenant_id, target.id);
         else await withTenant(pool, job.tenant_id, (c) => c.query('DELETE FROM chunks WHERE document_id = $1 AND version = $2 AND embedder_id = $3', [job.document_id, job.version, target.id]));
         continue;
       }
@@ -231,6 +231,8 @@ export function startIndexer(
       await recordChunkSet(pool, job.tenant_id, { documentId: job.document_id, version: job.version, embedderId: target.id, sha256: job.sha256, chunker, chunkCount, format });
       const info = { chunkCount, embedderId: target.id, format };
       const ok = await index.activate(job.tenant_id, job.document_id, job.version, info);
+      // Activating a new version dropped the other versions' chunks: their cache entries go too.
+      if (ok && !served) await forgetChunkSets(pool, job.tenant_id, { documentId: job.document_id, exceptVersion: job.version });
       if (!ok) {
         log('info', 'indexed version superseded; discarded', { tenantId: job.tenant_id, documentId: job.document_id, version: job.version });
         break;
@@ -239,6 +241,12 @@ export function startIndexer(
     }
     if (outcome) await recordOutcome(job, { type: 'DocumentIndexed', data: { documentId: job.document_id, version: job.version, ...outcome } });
     await finish(job);
+  }
+
+  /** Drops one embedder's chunk sets of a tenant, in the index and in its chunk-set cache. */
+  async function dropSets(tenantId: string, embedderId: string): Promise<void> {
+    await index.dropEmbedderSets(tenantId, embedderId);
+    if (await tenantSchemaExists(pool, tenantId)) await forgetChunkSets(pool, tenantId, { embedderId });
   }
 
   async function setChunksTotal(job: Job, total: number): Promise<void> {
@@ -278,13 +286,19 @@ export function startIndexer(
         if (stopped) return;
         const msg = (err as Error).message;
         log('error', 'indexing failed', { tenantId: job?.tenant_id, documentId: job?.document_id, error: msg });
-        if (job && job.attempts >= opts.maxAttempts) {
+        // An outage of the vector index or the database is not the document's fault: that attempt
+        // does not count and the job is retried until they answer (a Weaviate restart failed the
+        // documents it caught mid-indexing after three retries a second apart).
+        const dependenciesAnswer = job ? await Promise.all([pool.query('SELECT 1'), index.ping()]).then(() => true, () => false) : true;
+        if (job && dependenciesAnswer && job.attempts >= opts.maxAttempts) {
           await fail(job, 'indexing failed repeatedly; upload the document again').catch(() => undefined);
         } else if (job) {
           await pool
-            .query(`UPDATE platform.index_jobs SET state = 'queued', locked_until = NULL WHERE tenant_id = $1 AND document_id = $2 AND version = $3`, [
-              job.tenant_id, job.document_id, job.version,
-            ])
+            .query(
+              `UPDATE platform.index_jobs SET state = 'queued', locked_until = NULL, attempts = attempts - CASE WHEN $4::boolean THEN 0 ELSE 1 END
+               WHERE tenant_id = $1 AND document_id = $2 AND version = $3`,
+              [job.tenant_id, job.document_id, job.version, dependenciesAnswer],
+            )
             .catch(() => undefined);
         }
         await sleep(1000);
@@ -442,7 +456,7 @@ export function startIndexer(
         }
       } else if (row.due) {
         const drop = row.drop_embedders.filter((e) => e !== row.serving_embedder);
-        for (const e of drop) await index.dropEmbedderSets(row.tenant_id, e);
+        for (const e of drop) await dropSets(row.tenant_id, e);
         await pool.query(`UPDATE platform.tenant_embedders SET drop_embedders = '{}', updated_at = now() WHERE tenant_id = $1 AND drop_embedders = $2`, [row.tenant_id, row.drop_embedders]);
         if (drop.length) log('info', 're-embedding: old chunk sets dropped', { tenantId: row.tenant_id, embedders: drop });
       }
