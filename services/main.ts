@@ -42,9 +42,14 @@ async function main(): Promise<void> {
     throw err;
   }
   const roles = rolesFrom(process.argv.slice(2));
-  // Signals that arrive while starting: stop what has started once it has, then exit.
+  // A signal while starting: stop what has started once it has, then exit; a second one exits now
+  // (the watchdog stops an embedded PostgreSQL already started).
   let early: string | null = null;
-  const onEarly = (signal: string) => void (early ??= signal);
+  const onEarly = (signal: string) => {
+    if (early) process.exit(1);
+    early = signal;
+    process.stdout.write(`\n${signal} while starting: stopping once started (again to exit now)\n`);
+  };
   process.on('SIGINT', onEarly);
   process.on('SIGTERM', onEarly);
   const product = await startProduct(env, { roles });
