@@ -1,4 +1,5 @@
 import type Redis from 'ioredis';
+import { AppError } from '../../services/core/errors';
 import type { IdempotencyStore, Reservation, StoredResponse } from '../../services/gateway/idempotency';
 
 /**
@@ -33,18 +34,14 @@ export function createRedisIdempotencyStore(redis: Redis): IdempotencyStore {
     kind: 'redis',
 
     async begin(key, requestHash, ttlSeconds): Promise<Reservation> {
-      const ttl = Math.max(1, Math.ceil(ttlSeconds));
-      const reservation = JSON.stringify({ state: 'in_progress', requestHash } satisfies Stored);
-      for (let attempt = 1; attempt <= BEGIN_ATTEMPTS; attempt++) {
-        if ((await redis.set(key, reservation, 'EX', ttl, 'NX')) === 'OK') return { state: 'new' };
-        const raw = await redis.get(key);
-        if (raw === null) continue;
-        const cur = parse(key, raw);
-        if (cur.state === 'in_progress') return { state: 'in_progress' };
-        return { state: 'done', requestHash: cur.requestHash, status: cur.status, body: cur.body ?? null, location: cur.location ?? null, contentType: cur.contentType ?? null };
+      try {
+        return await reserve(key, requestHash, ttlSeconds);
+      } catch (err) {
+        if (err instanceof AppError || redis.status === 'ready') throw err;
+        // Without its record a retry could run twice: refuse the keyed request (503, retry) rather
+        // than run it unprotected. Requests without an Idempotency-Key do not touch Redis.
+        throw new AppError(503, 'Idempotency records unavailable', `the Idempotency-Key cannot be checked right now (${(err as Error).message}); retry shortly`);
       }
-      // The key keeps appearing and disappearing: treat it as busy rather than run twice.
-      return { state: 'in_progress' };
     },
 
     async complete(key, response, ttlSeconds) {
@@ -56,4 +53,19 @@ export function createRedisIdempotencyStore(redis: Redis): IdempotencyStore {
       await redis.del(key);
     },
   };
+
+  async function reserve(key: string, requestHash: string, ttlSeconds: number): Promise<Reservation> {
+    const ttl = Math.max(1, Math.ceil(ttlSeconds));
+    const reservation = JSON.stringify({ state: 'in_progress', requestHash } satisfies Stored);
+    for (let attempt = 1; attempt <= BEGIN_ATTEMPTS; attempt++) {
+      if ((await redis.set(key, reservation, 'EX', ttl, 'NX')) === 'OK') return { state: 'new' };
+      const raw = await redis.get(key);
+      if (raw === null) continue;
+      const cur = parse(key, raw);
+      if (cur.state === 'in_progress') return { state: 'in_progress' };
+      return { state: 'done', requestHash: cur.requestHash, status: cur.status, body: cur.body ?? null, location: cur.location ?? null, contentType: cur.contentType ?? null };
+    }
+    // The key keeps appearing and disappearing: treat it as busy rather than run twice.
+    return { state: 'in_progress' };
+  }
 }

@@ -1,6 +1,6 @@
 import type Redis from 'ioredis';
 import type { RateLimit } from '../../contracts/events';
-import type { RateDecision, RateLimiter } from '../../services/gateway/rateLimit';
+import { createMemoryRateLimiter, type RateDecision, type RateLimiter } from '../../services/gateway/rateLimit';
 
 /**
  * Token bucket per key in Redis, shared by every gateway process.
@@ -57,10 +57,17 @@ function escapeGlob(s: string): string {
   return s.replace(/[*?[\]\\]/g, '\\$&');
 }
 
-export function createRedisRateLimiter(redis: Redis): RateLimiter {
+/**
+ * While Redis cannot be reached (restart, network cut) each process limits with its own
+ * in-memory buckets (same limits, per process instead of shared) rather than failing every
+ * request: a Redis outage must not turn into a storm of 5xx. Back on Redis at its first answer.
+ */
+export function createRedisRateLimiter(redis: Redis, opts: { log?: (level: 'warn' | 'info', msg: string, extra?: Record<string, unknown>) => void } = {}): RateLimiter {
   // EVALSHA with a fallback to EVAL when the server lost its script cache (restart, failover).
   redis.defineCommand(COMMAND, { numberOfKeys: 1, lua: TAKE_TOKEN_LUA });
   const client = redis as WithTakeToken;
+  const local = createMemoryRateLimiter();
+  let degradedSince: number | null = null;
 
   return {
     kind: 'redis',
@@ -69,7 +76,21 @@ export function createRedisRateLimiter(redis: Redis): RateLimiter {
       if (!(perSecond > 0) || !Number.isFinite(perSecond) || !(burst >= 1) || !Number.isFinite(burst)) {
         throw new Error(`invalid rate limit: perSecond ${perSecond}, burst ${burst}`);
       }
-      const [allowedFlag, tokensText] = await client[COMMAND](key, String(perSecond), String(burst));
+      let reply: [number, string];
+      try {
+        reply = await client[COMMAND](key, String(perSecond), String(burst));
+      } catch (err) {
+        if (degradedSince === null) {
+          degradedSince = Date.now();
+          opts.log?.('warn', 'rate limits: Redis unreachable, limiting per process in memory until it answers', { error: (err as Error).message });
+        }
+        return local.take(key, { perSecond, burst });
+      }
+      if (degradedSince !== null) {
+        opts.log?.('info', 'rate limits: back on Redis', { degradedMs: Date.now() - degradedSince });
+        degradedSince = null;
+      }
+      const [allowedFlag, tokensText] = reply;
       const allowed = Number(allowedFlag) === 1;
       const tokens = Number(tokensText);
       return {
