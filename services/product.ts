@@ -126,14 +126,14 @@ export async function startProduct(env: Env, opts: { logger?: pino.Logger; roles
       log: (level, msg) => log(level, msg),
     };
     const { embedder, degraded } = await createEmbedder(embedderConfig);
-    stops.push(() => embedder.close());
+    stops.push(named('embedder', () => embedder.close()));
     // Earlier embedders that tenants still serve during a re-embedding, loaded on demand: an
     // OpenAI-compatible one needs a configured server (its model name comes from the embedder id).
     const registry = createEmbedderRegistry(embedder, {
       ...embedderConfig,
       openai: env.openai ? { baseURL: env.openai.baseURL, apiKey: env.openai.apiKey, model: env.openai.embeddingModel ?? '' } : undefined,
     });
-    stops.push(() => registry.close());
+    stops.push(named('embedder registry', () => registry.close()));
     const serving = servingEmbedders(pool, registry);
     // Before any search: tenants without a serving row keep reading the sets they have.
     await ensureServingRows(pool, embedder.id);
@@ -150,7 +150,7 @@ export async function startProduct(env: Env, opts: { logger?: pino.Logger; roles
     } else {
       index = createEmbeddedIndex(pool, { embedderId: () => embedder.id, memoryMb: env.indexMemoryMb, hnswMinChunks: env.indexHnswMinChunks, onError: (err, tenantId) => log('error', 'HNSW graph build failed', { tenantId, error: err.message }) });
     }
-    stops.push(() => index.close());
+    stops.push(named('vector index', () => index.close()));
     let limiter: RateLimiter = createMemoryRateLimiter();
     let idempotency: IdempotencyStore = createMemoryIdempotencyStore();
     let redisPing: (() => Promise<unknown>) | null = null;
@@ -159,7 +159,7 @@ export async function startProduct(env: Env, opts: { logger?: pino.Logger; roles
       const { createRedisRateLimiter } = await import('../infra/redis/rateLimiter');
       const { createRedisIdempotencyStore } = await import('../infra/redis/idempotencyStore');
       const redis = await connectRedis(env.redisUrl);
-      stops.push(async () => void (await redis.quit()));
+      stops.push(named('Redis', async () => void (await redis.quit())));
       limiter = createRedisRateLimiter(redis);
       idempotency = createRedisIdempotencyStore(redis);
       redisPing = () => redis.ping();
@@ -169,7 +169,7 @@ export async function startProduct(env: Env, opts: { logger?: pino.Logger; roles
     let bus: EventBus | null = null;
     if (env.kafkaBrokers) {
       bus = await createKafkaBus({ brokers: env.kafkaBrokers.split(',').map((b) => b.trim()).filter(Boolean), namespace: env.kafkaNamespace, log });
-      stops.push(() => bus!.close());
+      stops.push(named('Kafka bus', () => bus!.close()));
     }
     let relay: Relay | null = null;
     if (bus && roles.relay) {
