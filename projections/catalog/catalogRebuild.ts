@@ -10,6 +10,7 @@ import {
   leaveTenant,
   pointCatalogViews,
   SCHEMA_OWNER,
+  tenantSchemaExists,
   withTenant,
 } from '../../infra/postgres/schema';
 import { linkChunkSets } from '../index/chunkSets';
@@ -158,9 +159,15 @@ export async function switchCatalog(pool: Pool, version: number, opts: CatalogSw
   for (const tenantId of await projectedTenants(pool)) {
     const current = views.get(tenantId);
     if (current === undefined || current === version) continue;
-    await prepareTenantSwitch(pool, tenantId, version, current, opts);
-    await switchTenant(pool, tenantId, version, opts.log);
-    switched++;
+    try {
+      await prepareTenantSwitch(pool, tenantId, version, current, opts);
+      await switchTenant(pool, tenantId, version, opts.log);
+      switched++;
+    } catch (err) {
+      // Erased meanwhile (its schema dropped): nothing left to switch.
+      if (!(await tenantSchemaExists(pool, tenantId))) continue;
+      throw err;
+    }
   }
   return switched;
 }

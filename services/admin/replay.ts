@@ -1,6 +1,6 @@
 /**
- * npm run replay -- <projection> [--url http://127.0.0.1:3000]
- * npm run replay -- <projection> --tenant <slug>      (only that tenant's rows, swapped in place)
+ * npm run replay -- <projection> [--url http://127.0.0.1:3000]      (audit, analytics, catalog)
+ * npm run replay -- <projection> --tenant <slug>      (only that tenant's rows, swapped in place; platform too)
  * npm run replay -- catalog --tenant <slug> --until <ISO time | position> --into <name>
  *
  * Asks the running product to rebuild a read model from position 0 of the event store into a new

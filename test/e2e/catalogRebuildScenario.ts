@@ -41,6 +41,8 @@ export function catalogRebuildScenario(opts: ScenarioOptions): void {
   let product: Product;
   let a: TestTenant;
   let b: TestTenant;
+  /** Provisioned, given a document, then deleted (erased) before any rebuild. */
+  let erased: TestTenant;
   let readyA = '';
   /** Texts embedded as passages (indexing), recorded from the product's embedder. */
   const embedded: string[] = [];
@@ -116,6 +118,10 @@ export function catalogRebuildScenario(opts: ScenarioOptions): void {
     expect((await request(product.app).get(`/v1/documents/${failed}`).set(a.auth)).body.status).toBe('failed');
     await request(product.app).delete(`/v1/documents/${deleted}`).set(a.auth).expect(204);
     readyA = ids[0]!;
+    erased = await provisionTenant(product, 'catalog-erased');
+    await waitUntilIndexed(product, erased, await upload(erased, 'secret.md', '# Secret\n\nThe lighthouse tide cake recipe.'), opts.waitMs);
+    await request(product.app).delete(`/v1/tenants/${erased.id}`).set(op).expect((r) => expect(r.status).toBeLessThan(300));
+    await eventually(() => product.deps.store.streamsOfTenant(erased.id), (s) => s.length === 0, opts.waitMs);
     // Volume the catalog skips but a rebuild reads, so that it takes a while.
     for (let round = 0; round < 4; round++) for (const t of [a, b]) await appendActivity(product.deps.store, t.id, `bulk-${round}`, 250);
   });
@@ -154,6 +160,8 @@ export function catalogRebuildScenario(opts: ScenarioOptions): void {
     expect([views.get(a.id), views.get(b.id)]).toEqual([from + 1, from + 1]);
     const old = await product.deps.pool.query('SELECT to_regclass($1) AS t', [`${tenantSchema(a.id)}.documents_v${from}`]);
     expect(old.rows[0].t).toBeNull();
+    // The erased tenant did not come back.
+    expect((await product.deps.pool.query('SELECT 1 FROM pg_namespace WHERE nspname = $1', [tenantSchema(erased.id)])).rowCount).toBe(0);
     const info = (await request(product.app).get('/v1/admin/projections').set(op)).body.items.find((p: { name: string }) => p.name === 'catalog');
     expect(info).toMatchObject({ version: from + 1, rebuildable: true, rebuild: { state: 'switched' } });
   });
@@ -237,6 +245,8 @@ export function catalogRebuildScenario(opts: ScenarioOptions): void {
     expect(second.status).toBe(409);
     expect(second.headers['content-type']).toMatch(/problem\+json/);
     expect((await request(product.app).post('/v1/admin/projections/platform/rebuild').set(op).send({})).status).toBe(409);
+    // An erased tenant cannot be rebuilt back.
+    for (const name of ['platform', 'catalog']) expect((await request(product.app).post(`/v1/admin/projections/${name}/rebuild`).set(op).send({ tenant: erased.slug })).status).toBe(404);
     await eventually(
       async () => (await request(product.app).get('/v1/admin/projections').set(op)).body.items.find((p: { name: string }) => p.name === 'catalog').rebuild,
       (r) => r?.state === 'switched' || r?.state === 'failed',
