@@ -31,6 +31,8 @@ interface Running {
 }
 
 const dirs: string[] = [];
+/** A data directory with a cluster already (initdb costs seconds): the first test's, once it is done. */
+let initialised: string | null = null;
 const children: ChildProcess[] = [];
 
 function tempDir(): string {
@@ -258,11 +260,12 @@ describe('shutdown of the real process', () => {
     } finally {
       expect((await stopGracefully(again)).code).toBe(0);
     }
+    initialised = dataDir;
   });
 
   it('kill -9 of the node process: its embedded PostgreSQL stops soon after, and a new start on the same port works', async () => {
     const [port, pgPort] = [await freePort(), await freePort()];
-    const first = await startProcess({ dataDir: tempDir(), port, pgPort });
+    const first = await startProcess({ dataDir: initialised ?? tempDir(), port, pgPort });
     expect(first.started).toBe(true);
     const pg = postmasterPid(first.dataDir);
     expect(pg).not.toBeNull();
@@ -302,7 +305,7 @@ describe('shutdown of the real process', () => {
     });
 
     it('PORT taken: fails naming the holder pid, and stops the PostgreSQL it had started', async () => {
-      const r = await startProcess({ dataDir: tempDir(), port: taken, pgPort: await freePort() });
+      const r = await startProcess({ dataDir: initialised ?? tempDir(), port: taken, pgPort: await freePort() });
       expect(r.started).toBe(false);
       const exit = await r.exited;
       expect(exit.code).toBe(1);
