@@ -14,7 +14,10 @@ import { createPool } from '../../infra/postgres/pool';
 import { describeSkipped } from '../support/skip';
 import {
   caughtUpByApi,
+  expectClean,
+  finishFault,
   freePort,
+  moreAcks,
   OUT_DIR,
   productEnv,
   productProcess,
@@ -22,8 +25,9 @@ import {
   report,
   sleep,
   startLoad,
+  terminateProductConnections,
   until,
-  verify,
+  type FaultWindow,
   type Load,
   type ProductProcess,
   type Tenant,
@@ -83,44 +87,8 @@ async function deploy(tag: string, extraEnv: Record<string, string> = {}): Promi
   };
 }
 
-/** Waits until the load has `n` more acknowledged commands than now (bounded). */
-const moreAcks = (load: Load, n: number, timeoutMs = 60_000) => {
-  const target = load.acks.length + n;
-  return until(`${n} more acknowledged commands (statuses so far ${JSON.stringify(load.statuses)})`, async () => load.acks.length >= target, timeoutMs, 50);
-};
-
-async function finish(d: Deployment, load: Load, fault: string, window: { start: number; lifted: number; end: number }, notes?: string) {
-  await moreAcks(load, 6);
-  await load.stop();
-  const v = await verify(d.base, d.db, d.tenants, load.acks, caughtUpByApi(d.base));
-  const firstAfter = load.firstAckAfter(window.lifted);
-  report({
-    fault,
-    profile: 'embedded',
-    acked: v.acked,
-    ackedDuringFault: load.acks.filter((a) => a.at >= window.start && a.at < window.end).length,
-    lost: v.lost,
-    duplicated: v.duplicated,
-    pending: v.pending,
-    leaks: v.leaks,
-    recoverMs: firstAfter === null ? null : Math.max(0, firstAfter - window.start),
-    statuses: load.statuses,
-    notes,
-  });
-  return v;
-}
-
-const expectClean = (v: Awaited<ReturnType<typeof verify>>, failed: string[] = []) => {
-  expect({ lost: v.lost, duplicated: v.duplicated, pending: v.pending, leaks: v.leaks, behind: v.projectionsBehind }).toEqual({
-    lost: 0,
-    duplicated: 0,
-    pending: 0,
-    leaks: 0,
-    behind: [],
-  });
-  expect(v.failedDocuments.sort()).toEqual(failed.sort());
-  expect(v.acked).toBeGreaterThan(10);
-};
+const finish = (d: Deployment, load: Load, fault: string, window: FaultWindow, notes?: string) =>
+  finishFault({ ...d, caughtUp: caughtUpByApi(d.base) }, load, { fault, profile: 'embedded', window, notes });
 
 describe('fault suite, embedded profile (private PostgreSQL, product as child processes)', () => {
   it('PostgreSQL restarted under load: nothing acknowledged is lost or doubled, nothing stays pending', async () => {
@@ -146,15 +114,7 @@ describe('fault suite, embedded profile (private PostgreSQL, product as child pr
       const load = startLoad(d.base, d.tenants, { tag: 'pgt' });
       await moreAcks(load, 10);
       const start = Date.now();
-      let killed = 0;
-      for (let i = 0; i < 3; i++) {
-        const r = await d.db.query<{ n: string }>(
-          `SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) AS n FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid() AND application_name <> 'fault-suite'`,
-          [d.dbName],
-        );
-        killed += Number(r.rows[0]!.n);
-        await sleep(700);
-      }
+      const killed = await terminateProductConnections(d.db, d.dbName);
       const lifted = Date.now();
       const v = await finish(d, load, 'PostgreSQL connections killed (pg_terminate_backend x3)', { start, lifted, end: lifted }, `${killed} backends terminated`);
       expect(killed).toBeGreaterThan(0);

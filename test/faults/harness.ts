@@ -204,6 +204,8 @@ export interface Ack {
 export interface Load {
   acks: Ack[];
   statuses: Record<string, number>;
+  /** Documents whose delete was not acknowledged (its outcome is unknown to the client). */
+  uncertain: Set<string>;
   /** Acknowledged commands sent at or after this time. */
   ackedSince(t: number): number;
   /** First acknowledged command at or after t (ms since epoch), or null. */
@@ -224,6 +226,7 @@ export function docText(t: Tenant, n: number, extraParagraphs = 0): string {
 export function startLoad(base: string, tenants: Tenant[], opts: { tag: string; pauseMs?: number; bigEvery?: number; poison?: { tenant: number; text: string } } = { tag: 'l' }): Load {
   const acks: Ack[] = [];
   const statuses: Record<string, number> = {};
+  const uncertain = new Set<string>();
   let stopped = false;
   const count = (op: string, code: string) => {
     const k = `${op} ${code}`;
@@ -248,7 +251,9 @@ export function startLoad(base: string, tenants: Tenant[], opts: { tag: string; 
         const del = await call(base, 'DELETE', `/v1/documents/${victim}`, t.auth);
         count('delete', del.code);
         if (del.status === 204) acks.push({ tenant: t.index, kind: 'delete', documentId: victim, at: Date.now() });
-        else if (del.status !== 404) live.unshift(victim);
+        // Not acknowledged, yet possibly applied (e.g. a 500 after the append): its document may be
+        // listed or not; the store and isolation checks still cover it.
+        else uncertain.add(victim);
       }
       count('search', (await call(base, 'POST', '/v1/search', t.auth, { query: `${t.marker} vacation`, top_k: 5 })).code);
       if (n % 2 === 0) count('ask', (await call(base, 'POST', '/v1/ask', t.auth, { question: `How many days of vacation in ${t.marker}?`, top_k: 3 })).code);
@@ -258,6 +263,7 @@ export function startLoad(base: string, tenants: Tenant[], opts: { tag: string; 
   return {
     acks,
     statuses,
+    uncertain,
     ackedSince: (t) => acks.filter((a) => a.at >= t).length,
     firstAckAfter: (t) => acks.find((a) => a.at >= t)?.at ?? null,
     async stop() {
@@ -271,7 +277,9 @@ export function startLoad(base: string, tenants: Tenant[], opts: { tag: string; 
 
 export interface Verdict {
   acked: number;
+  /** Acknowledged but absent from the store, or contradicted by the catalog (listed after an acknowledged delete, missing after an acknowledged upload). */
   lost: number;
+  lostDetail: string[];
   duplicated: number;
   pending: number;
   failedDocuments: string[];
@@ -326,30 +334,39 @@ export async function verify(
   tenants: Tenant[],
   acks: Ack[],
   caughtUp: (head: string) => Promise<string[]>,
-  opts: { timeoutMs?: number } = {},
+  opts: { timeoutMs?: number; uncertain?: Set<string> } = {},
 ): Promise<Verdict> {
   const timeoutMs = opts.timeoutMs ?? 90_000;
   const deleted = new Set(acks.filter((a) => a.kind === 'delete').map((a) => a.documentId));
+  let behind: string[] = [];
+  const projectionsAtHead = () =>
+    until('projections at the store head', async () => {
+      await sleep(300); // buffered activity records (ACTIVITY_FLUSH_MS 250) reach the store first
+      behind = await caughtUp(await storeHead(db));
+      return behind.length === 0;
+    }, timeoutMs, 500).catch(() => undefined);
+  // A 202 waits for the catalog CONSISTENCY_WAIT_MS at most: a lagging projection (Kafka consumers
+  // rejoining) has the document later. So: read models at the head first, then the catalog.
+  await projectionsAtHead();
   let docs: { id: string; status: string; tenant: number }[] = [];
+  let catalogDetail: string[] = [];
   const settled = await until('documents settled', async () => {
     docs = [];
     for (const t of tenants) for (const d of await listDocuments(base, t)) docs.push({ ...d, tenant: t.index });
-    return docs.every((d) => d.status !== 'pending');
+    // Acknowledged uploads not deleted must be listed by their tenant; acknowledged deletes must not.
+    const listed = new Set(docs.map((d) => `${d.tenant}/${d.id}`));
+    catalogDetail = [];
+    for (const a of acks) {
+      const key = `${a.tenant}/${a.documentId}`;
+      if (a.kind === 'upload' && !deleted.has(a.documentId) && !opts.uncertain?.has(a.documentId) && !listed.has(key)) catalogDetail.push(`upload ${a.documentId} not listed`);
+      if (a.kind === 'delete' && listed.has(key)) catalogDetail.push(`delete ${a.documentId} still listed`);
+    }
+    return catalogDetail.length === 0 && docs.every((d) => d.status !== 'pending');
   }, timeoutMs, 500).catch(() => false);
   const pending = settled ? 0 : docs.filter((d) => d.status === 'pending').length;
-  // Acknowledged uploads not deleted must be listed by their tenant; acknowledged deletes must not.
-  const listed = new Set(docs.map((d) => `${d.tenant}/${d.id}`));
-  let missingFromCatalog = 0;
-  for (const a of acks) {
-    if (a.kind === 'upload' && !deleted.has(a.documentId) && !listed.has(`${a.tenant}/${a.documentId}`)) missingFromCatalog++;
-    if (a.kind === 'delete' && listed.has(`${a.tenant}/${a.documentId}`)) missingFromCatalog++;
-  }
-  let behind: string[] = [];
-  await until('projections at the store head', async () => {
-    await sleep(300); // buffered activity records (ACTIVITY_FLUSH_MS 250) reach the store first
-    behind = await caughtUp(await storeHead(db));
-    return behind.length === 0;
-  }, timeoutMs, 500).catch(() => undefined);
+  const missingFromCatalog = catalogDetail.length;
+  // Indexing outcomes (DocumentIndexed) were appended meanwhile: the read models reach them too.
+  await projectionsAtHead();
   const { lost, duplicated, wrongPosition } = await countAcked(db, tenants, acks);
   // Isolation: another tenant's marker finds nothing of that tenant, nor does a GET of its ids.
   const owner = new Map(docs.map((d) => [d.id, d.tenant]));
@@ -374,6 +391,7 @@ export async function verify(
   return {
     acked: acks.length,
     lost: lost.length + missingFromCatalog,
+    lostDetail: [...lost.map((a) => `${a.kind} ${a.documentId} not in the store`), ...catalogDetail],
     duplicated: duplicated.length + wrongPosition.length,
     pending,
     failedDocuments: docs.filter((d) => d.status === 'failed').map((d) => d.id),
@@ -391,6 +409,74 @@ export function caughtUpByApi(base: string): (head: string) => Promise<string[]>
       .filter((p) => p.state === 'failed' || p.position < head)
       .map((p) => `${p.name} at ${p.position || 0} (${p.state}) < ${head}`);
   };
+}
+
+/** pg_terminate_backend of every session on the product's database but the suite's own, `rounds` times. */
+export async function terminateProductConnections(db: Pool, dbName: string, rounds = 3, gapMs = 700): Promise<number> {
+  let killed = 0;
+  for (let i = 0; i < rounds; i++) {
+    const r = await db.query<{ n: string }>(
+      `SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) AS n FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid() AND application_name <> 'fault-suite'`,
+      [dbName],
+    );
+    killed += Number(r.rows[0]!.n);
+    await sleep(gapMs);
+  }
+  return killed;
+}
+
+// ---- one fault, start to verdict ------------------------------------------------------------------
+
+/** Waits until the load has `n` more acknowledged commands than now (bounded). */
+export function moreAcks(load: Load, n: number, timeoutMs = 60_000): Promise<boolean> {
+  const target = load.acks.length + n;
+  return until(`${n} more acknowledged commands (statuses so far ${JSON.stringify(load.statuses)})`, async () => load.acks.length >= target, timeoutMs, 50);
+}
+
+/** When the fault began, when its cause was lifted (server or process started again), when it ended. */
+export interface FaultWindow {
+  start: number;
+  lifted: number;
+  end: number;
+}
+
+/**
+ * After a fault: a few more acknowledged commands (the product serves again), stop the load,
+ * verify, print and record the row. Recovery = fault start to the first acknowledgement after
+ * the cause was lifted.
+ */
+export async function finishFault(
+  d: { base: string; db: Pool; tenants: Tenant[]; caughtUp: (head: string) => Promise<string[]> },
+  load: Load,
+  row: { fault: string; profile: string; window: FaultWindow; notes?: string; /** When the product had recovered, if the client cannot see it (a relay's takeover). */ recoveredAt?: Promise<number> },
+): Promise<Verdict> {
+  await moreAcks(load, 6, 90_000);
+  await load.stop();
+  const v = await verify(d.base, d.db, d.tenants, load.acks, d.caughtUp, { uncertain: load.uncertain });
+  const firstAfter = row.recoveredAt ? await row.recoveredAt : load.firstAckAfter(row.window.lifted);
+  report({
+    fault: row.fault,
+    profile: row.profile,
+    acked: v.acked,
+    ackedDuringFault: load.acks.filter((a) => a.at >= row.window.start && a.at < row.window.end).length,
+    lost: v.lost,
+    duplicated: v.duplicated,
+    pending: v.pending,
+    leaks: v.leaks,
+    recoverMs: firstAfter === null ? null : Math.max(0, firstAfter - row.window.start),
+    statuses: load.statuses,
+    notes: [row.notes, v.projectionsBehind.length ? `behind: ${v.projectionsBehind.join('; ')}` : '', v.lostDetail.length ? `lost: ${v.lostDetail.join('; ')}` : '', load.uncertain.size ? `${load.uncertain.size} deletes not acknowledged (outcome unknown to the client)` : '']
+      .filter(Boolean)
+      .join('; ') || undefined,
+  });
+  return v;
+}
+
+/** The invariants every fault must keep (`failed`: the documents expected to end failed). */
+export function expectClean(v: Verdict, failed: string[] = []): void {
+  expect({ lost: v.lost, duplicated: v.duplicated, pending: v.pending, leaks: v.leaks, behind: v.projectionsBehind }).toEqual({ lost: 0, duplicated: 0, pending: 0, leaks: 0, behind: [] });
+  expect([...v.failedDocuments].sort()).toEqual([...failed].sort());
+  expect(v.acked).toBeGreaterThan(10);
 }
 
 // ---- results ---------------------------------------------------------------------------------------
