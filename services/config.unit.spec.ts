@@ -1,0 +1,14 @@
+import { ConfigError, loadEnv } from './config';
+
+const base = { DATA_DIR: '/tmp/tenant-rag-config-unit', JWT_SECRET: 'unit-jwt-secret-0123456789abcdef0123456789', ADMIN_TOKEN: 'unit-admin-token-0123456789abcdef0123456789' };
+
+describe('SHUTDOWN_TIMEOUT_MS', () => {
+  it('defaults to 10 s and takes whole milliseconds from 1 s to 10 min', () => {
+    expect(loadEnv({ ...base } as NodeJS.ProcessEnv).shutdownTimeoutMs).toBe(10_000);
+    expect(loadEnv({ ...base, SHUTDOWN_TIMEOUT_MS: '2500' } as NodeJS.ProcessEnv).shutdownTimeoutMs).toBe(2500);
+  });
+
+  it.each(['999', '600001', '1.5e3x', '-1', '2000.5'])('refuses %s as a configuration error (exit 78)', (v) => {
+    expect(() => loadEnv({ ...base, SHUTDOWN_TIMEOUT_MS: v } as NodeJS.ProcessEnv)).toThrow(ConfigError);
+  });
+});
