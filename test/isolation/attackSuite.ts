@@ -948,7 +948,7 @@ describe(title, () => {
     }
     counter.assertClean();
     expect(problems).toEqual([]);
-  }, 240_000);
+  }, 360_000); // two listings, each waited for up to 150 s
 
   it('leaked nothing', () => {
     expect(counter.outcomes.length).toBeGreaterThan(1000);
