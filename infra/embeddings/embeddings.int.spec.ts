@@ -64,17 +64,21 @@ describe('hashing embedder (lexical fallback)', () => {
     expect(embedder.countTokens('word '.repeat(200))).toBe(200);
   });
 
-  it('embeds the ~40k chunks of a 10 MiB document in well under 10 s', async () => {
+  // Its speed (a 10 MiB document in under 10 s) is a benchmark figure (`npm run bench -- --only ingest`),
+  // not a test: here only what a large batch must give back.
+  it('embeds the ~40k chunks of a 10 MiB document in one call, one unit vector per chunk, in order', async () => {
     const sentence = 'Reimbursement of travel expenses requires original receipts, submitted within thirty days. ';
     const chunks = Array.from({ length: 40_000 }, (_, i) => `${i} ${sentence.repeat(3)}`.slice(0, 262));
-    const started = performance.now();
 
     const vectors = await embedder.embed(chunks, 'passage');
-    for (const chunk of chunks) embedder.countTokens(chunk);
 
-    const elapsed = performance.now() - started;
     expect(vectors).toHaveLength(40_000);
-    expect(elapsed).toBeLessThan(10_000);
+    for (const i of [0, 12_345, 39_999]) {
+      const v = vectors[i]!;
+      expect(v).toHaveLength(embedder.dimensions);
+      expect(Math.hypot(...v)).toBeCloseTo(1, 5);
+      expect(Array.from(v)).toEqual(Array.from((await embedder.embed([chunks[i]!], 'passage'))[0]!));
+    }
   });
 });
 
