@@ -184,6 +184,8 @@ export async function startProjections(opts: {
     /** Starts a rebuild in the background; resolves with its first progress record. */
     async rebuild(name: string, onProgress?: (p: RebuildProgress) => void): Promise<{ progress: RebuildProgress; done: Promise<RebuildProgress> }> {
       const def = api.rebuildable(name);
+      // Its views must be switched by the process that applies the new version live.
+      if (def.views && !opts.local(name)) throw new ConflictError(`projection ${name} runs in another process: rebuild it where its projector runs`);
       if (busy.has(name)) throw new ConflictError(`projection ${name} is already rebuilding`);
       busy.add(name);
       const current = versions.get(name)!;
