@@ -338,11 +338,11 @@ ${catalogViewsDDL(schema, 1)}
 ${chunkSetsDDL(schema)}
 GRANT SELECT, INSERT, UPDATE, DELETE ON ${schema}.documents, ${schema}.document_index, ${schema}.chunk_sets TO ${tenantRole(tenantId)};
 INSERT INTO ${schema}.chunk_sets (document_id, version, embedder_id, sha256, chunker, chunk_count, format)
-SELECT di.document_id, di.ready_version, e.embedder_id, d.sha256, '${LEGACY_CHUNKER}', count(c.chunk_index), di.format
-FROM ${schema}.document_index di JOIN ${schema}.documents d ON d.document_id = di.document_id AND d.version = di.ready_version
+SELECT di.document_id, di.ready_version, e.embedder_id, CASE WHEN d.version = di.ready_version THEN d.sha256 ELSE '' END, '${LEGACY_CHUNKER}', count(c.chunk_index), di.format
+FROM ${schema}.document_index di JOIN ${schema}.documents d ON d.document_id = di.document_id
 CROSS JOIN LATERAL unnest(di.embedder_sets) AS e(embedder_id)
 JOIN ${schema}.chunks c ON c.document_id = di.document_id AND c.version = di.ready_version AND c.embedder_id = e.embedder_id
-GROUP BY di.document_id, di.ready_version, e.embedder_id, d.sha256, di.format
+GROUP BY di.document_id, di.ready_version, e.embedder_id, d.version, d.sha256, di.format
 ON CONFLICT DO NOTHING;
 RESET ROLE;`);
     }
