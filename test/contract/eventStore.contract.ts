@@ -292,8 +292,9 @@ export function eventStoreContract(name: string, factory: () => Promise<EventSto
       const waker: { wake: (() => void) | null } = { wake: null };
       const off = store.onAppended(() => waker.wake?.());
 
+      // Gives up 30 s after the writers are done (not at a fixed time from the start: a loaded machine is slow to write).
+      let deadline = Infinity;
       const subscriber = (async () => {
-        const deadline = Date.now() + 30_000;
         for (;;) {
           const page = await store.readAll({ after: checkpoint, limit: 37 });
           for (const e of page) {
@@ -336,6 +337,7 @@ export function eventStoreContract(name: string, factory: () => Promise<EventSto
         }),
       );
       writersDone = true;
+      deadline = Date.now() + 30_000;
       waker.wake?.();
       await subscriber;
       off();
