@@ -5,6 +5,7 @@
  * Needs nothing external: always runs. Prints one line per fault and writes test-output/faults.json.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
+import { copyFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Client, type Pool } from 'pg';
@@ -49,6 +50,8 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   await pg?.stop().catch(() => undefined);
+  // The server log stays with the product logs, for a failed run.
+  await copyFile(join(root, 'pg', 'postmaster.log'), join(OUT_DIR, 'logs', 'embedded-postgres.log')).catch(() => undefined);
   rmSync(root, { recursive: true, force: true });
 });
 

@@ -98,7 +98,8 @@ export function productProcess(name: string, args: string[], env: Record<string,
       };
       const deadline = Date.now() + 90_000;
       for (;;) {
-        if (await ready()) return;
+        // Ready only if our child is still the one answering (not another process on the port).
+        if ((await ready()) && c.exitCode === null && c.signalCode === null) return;
         if (Date.now() > deadline) throw new Error(`${name} not ready within 90 s; log ${logPath}:\n${readFileSync(logPath, 'utf8').slice(-2000)}`);
         await sleep(150);
       }
@@ -177,10 +178,11 @@ export async function provisionTenants(base: string, count: number, tag: string)
     const slug = `${tag}-${i}-${randomBytes(3).toString('hex')}`;
     const email = `owner@${slug}.test`;
     const password = 'correct horse battery staple';
-    const p = await call(base, 'POST', '/v1/tenants', { Authorization: `Bearer ${ADMIN}` }, { name: slug, slug, owner: { email, password } });
+    // Set-up calls get a minute: a product that has just started on a loaded machine answers slowly.
+    const p = await call(base, 'POST', '/v1/tenants', { Authorization: `Bearer ${ADMIN}` }, { name: slug, slug, owner: { email, password } }, 60_000);
     if (p.status !== 201) throw new Error(`provisioning ${slug}: ${p.status} ${JSON.stringify(p.json)}`);
     const login = await until(`login ${slug}`, async () => {
-      const l = await call(base, 'POST', '/v1/auth/login', {}, { tenant: slug, email, password });
+      const l = await call(base, 'POST', '/v1/auth/login', {}, { tenant: slug, email, password }, 60_000);
       return l.status === 200 ? l : null;
     }, 30_000);
     out.push({ index: i, id: p.json.id, slug, auth: { Authorization: `Bearer ${login.json.access_token}` }, marker: `zqmark${tag.replace(/[^a-z]/g, '')}${String.fromCharCode(97 + i)}x` });
@@ -464,6 +466,7 @@ export async function finishFault(
     pending: v.pending,
     leaks: v.leaks,
     recoverMs: firstAfter === null ? null : Math.max(0, firstAfter - row.window.start),
+    verdictMs: Date.now() - row.window.start,
     statuses: load.statuses,
     notes: [row.notes, v.projectionsBehind.length ? `behind: ${v.projectionsBehind.join('; ')}` : '', v.lostDetail.length ? `lost: ${v.lostDetail.join('; ')}` : '', load.uncertain.size ? `${load.uncertain.size} deletes not acknowledged (outcome unknown to the client)` : '']
       .filter(Boolean)
@@ -491,6 +494,8 @@ export interface FaultRow {
   pending: number;
   leaks: number;
   recoverMs: number | null;
+  /** From the fault's start to the end of the checks. */
+  verdictMs: number;
   statuses: Record<string, number>;
   notes?: string;
 }
@@ -499,7 +504,7 @@ export interface FaultRow {
 export function report(row: FaultRow): void {
   const codes = Object.entries(row.statuses).sort().map(([k, v]) => `${k}:${v}`).join(' ');
   process.stdout.write(
-    `[fault] ${row.fault} | acked ${row.acked} (during fault ${row.ackedDuringFault}) | lost ${row.lost} | duplicated ${row.duplicated} | pending ${row.pending} | leaks ${row.leaks} | recover ${row.recoverMs ?? '-'} ms | ${codes}\n`,
+    `[fault] ${row.fault} | acked ${row.acked} (during fault ${row.ackedDuringFault}) | lost ${row.lost} | duplicated ${row.duplicated} | pending ${row.pending} | leaks ${row.leaks} | recover ${row.recoverMs ?? '-'} ms | checked after ${row.verdictMs} ms | ${codes}\n`,
   );
   mkdirSync(OUT_DIR, { recursive: true });
   const slug = row.fault.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, '');
