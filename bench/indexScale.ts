@@ -32,19 +32,18 @@ const EMBEDDER_ID = 'bench-mixture-384';
 const MiB = 2 ** 20;
 const key = (c: Candidate) => `${c.documentId}/${c.chunkIndex}`;
 
-export async function indexBench(b: Bench, parts: { big: boolean; many: boolean }): Promise<Figure[]> {
-  const figures: Figure[] = [];
+/** Figures go to `sink` as each is measured, so that a run stopped by its time limit still prints them. */
+export async function indexBench(b: Bench, parts: { big: boolean; many: boolean }, sink: (f: Figure[]) => void): Promise<void> {
   const url = await b.createDatabase('bench_index');
   const pool = createPool(url, { max: 6, applicationName: 'bench index loader' });
   try {
     await migratePlatform(pool);
-    if (parts.big) figures.push(...(await bigTenant(b, pool)));
-    if (parts.many) figures.push(...(await manyTenants(b, pool, url)));
+    if (parts.big) await bigTenant(b, pool, sink);
+    if (parts.many) sink(await manyTenants(b, pool, url));
   } finally {
     await pool.end();
     await b.dropDatabase('bench_index').catch(() => undefined);
   }
-  return figures;
 }
 
 async function waitFor(cond: () => boolean, seconds: number): Promise<boolean> {
@@ -56,7 +55,7 @@ async function waitFor(cond: () => boolean, seconds: number): Promise<boolean> {
   return true;
 }
 
-async function bigTenant(b: Bench, pool: pg.Pool): Promise<Figure[]> {
+async function bigTenant(b: Bench, pool: pg.Pool, sink: (f: Figure[]) => void): Promise<void> {
   const quick = b.opts.quick;
   const N = quick ? 10_000 : 100_000;
   const Q = quick ? 100 : 300;
@@ -77,7 +76,6 @@ async function bigTenant(b: Bench, pool: pg.Pool): Promise<Figure[]> {
 
   const exact = createEmbeddedIndex(pool, { embedderId: () => EMBEDDER_ID, hnswMinChunks: 0, memoryMb: 8192 });
   const truth: Set<string>[] = [];
-  const figures: Figure[] = [];
   /** Hybrid latencies and recall of one index over the queries (after 20 warm-up searches). */
   const measure = async (index: KnowledgeIndex) => {
     for (let i = 0; i < 20; i++) await search({ index, embedder }, tenantId, { query: queries[i]!.text, topK: 10, mode: 'hybrid' });
@@ -117,17 +115,16 @@ async function bigTenant(b: Bench, pool: pg.Pool): Promise<Figure[]> {
     const loadMs = performance.now() - t;
     const exactBytes = exact.stats!()!.bytes;
     const e = await measure(exact);
-    figures.push(
+    sink([
       figure('index.exact', 'hybrid search top 10, embedded index, exact vector scan', { ...e, recall: 1 }, [
         `Rows written in ${fmtNum(writeSeconds)} s; the tenant loaded from PostgreSQL in ${fmtInt(loadMs)} ms (excluded), estimated ${fmtInt(exactBytes / MiB)} MiB. Recall 1 by definition: it is the reference.`,
         `Vector top 10 costs about ${fmtNum((median(e.vector) / N) * 1000, 2)} ms per 1,000 chunks scanned: the measure behind INDEX_HNSW_MIN_CHUNKS (default 5,000).`,
       ]),
-    );
+    ]);
   } catch (err) {
-    figures.push(failed({ ...base, id: 'index.exact', label: 'hybrid search, exact scan' }, err));
-  } finally {
-    // Truth stays (computed by the exact index); its memory goes.
+    sink([failed({ ...base, id: 'index.exact', label: 'hybrid search, exact scan' }, err)]);
   }
+  // The truth (the exact top 10 of every query) stays; the exact index's memory goes.
   await exact.close();
 
   const ann = createEmbeddedIndex(pool, { embedderId: () => EMBEDDER_ID, hnswMinChunks: 1, memoryMb: 8192 });
@@ -144,18 +141,17 @@ async function bigTenant(b: Bench, pool: pg.Pool): Promise<Figure[]> {
     const via = st.hnswSearches!;
     const a = await measure(ann);
     const viaGraph = ann.stats!()!.hnswSearches! - via;
-    figures.push(
+    sink([
       figure('index.hnsw', 'hybrid search top 10, embedded index, HNSW graph (usearch)', a, [
         `Loaded in ${fmtInt(loadMs)} ms, then the graph built in the background in ${fmtNum(buildSeconds)} s (exact scan meanwhile); estimated ${fmtInt(st.bytes / MiB)} MiB with the graph. ${viaGraph} of ${Q * 2 + 20} vector searches (warm-up included) went through the graph${viaGraph === Q * 2 + 20 ? ', none fell back to the exact scan' : ''}.`,
       ]),
-    );
+    ]);
   } catch (err) {
-    figures.push(failed({ ...base, id: 'index.hnsw', label: 'hybrid search, HNSW' }, err));
+    sink([failed({ ...base, id: 'index.hnsw', label: 'hybrid search, HNSW' }, err)]);
   } finally {
     await ann.close();
   }
-  figures.push(await weaviatePeer(b, pool, figure, base, N, queries, embedder, truth));
-  return figures;
+  sink([await weaviatePeer(b, pool, figure, base, N, queries, embedder)]);
 }
 
 async function weaviatePeer(
@@ -166,7 +162,6 @@ async function weaviatePeer(
   N: number,
   queries: { text: string; v: Float32Array }[],
   embedder: ReturnType<typeof mixtureEmbedder>,
-  truth: Set<string>[],
 ): Promise<Figure> {
   const id = 'index.weaviate';
   const label = 'hybrid search top 10, Weaviate (hybrid(), HNSW)';
@@ -187,7 +182,7 @@ async function weaviatePeer(
     let t = performance.now();
     await loadChunks(pool, wv, new ChunkGenerator(4242), tenantId, EMBEDDER_ID, N / 500, 500, { concurrency: 2, batch: 500 });
     const loadSeconds = (performance.now() - t) / 1000;
-    // Truth keys name the first tenant's documents: compare by chunk content instead (same seed, same order).
+    // Its own truth: the exact top 10 over this tenant's rows (document ids differ from the first tenant's).
     const exact = createEmbeddedIndex(pool, { embedderId: () => EMBEDDER_ID, hnswMinChunks: 0, memoryMb: 8192 });
     const wvTruth: Set<string>[] = [];
     for (const q of queries) wvTruth.push(new Set((await exact.vector(tenantId, q.v, { topK: 10 })).map(key)));
@@ -206,7 +201,6 @@ async function weaviatePeer(
       vector.push(performance.now() - t);
       found += got.filter((c) => wvTruth[i]!.has(key(c))).length;
     }
-    void truth;
     return figure(id, label, { hybrid, vector, recall: found / (10 * queries.length) }, [
       `Weaviate ${url} through infra/vectors/weaviate.ts (one hybrid() call, server-side fusion; its vector() also reads the ready versions from PostgreSQL); ${fmtInt(N)} chunks written in ${fmtNum(loadSeconds)} s (${fmtInt(N / loadSeconds)} chunks/s, PostgreSQL rows included). Recall against the exact scan of the same rows.`,
     ]);

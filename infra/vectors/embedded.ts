@@ -18,7 +18,8 @@ import { HnswGraph, type HnswParams } from './hnsw';
  * `memoryBytes` (INDEX_MEMORY_MB) by evicting the least recently searched tenants; an evicted
  * tenant is simply not loaded (activate/forgetDocument leave it alone) and its next search loads it
  * again from PostgreSQL. A tenant is never evicted while one of its searches (and so its load) is
- * running. A single tenant larger than the whole budget stays loaded while it is searched.
+ * running, nor while it is the most recently searched: a single tenant larger than the whole
+ * budget stays loaded, alone.
  *
  * Tenants with at least `hnswMinChunks` vectors (INDEX_HNSW_MIN_CHUNKS) also get an HNSW graph
  * (./hnsw.ts), built in the background after the load (in batches, yielding to the event loop:
@@ -304,10 +305,16 @@ export function createEmbeddedIndex(pool: Pool, opts: EmbeddedIndexOptions): Kno
     enforceBudget();
   }
 
-  /** Evicts the least recently searched tenants (none with a search running) while over budget. */
+  /**
+   * Evicts the least recently searched tenants while over budget: never one with a search
+   * running, nor the most recently searched one (so a tenant larger than the whole budget, e.g. one
+   * of 100,000 chunks with its graph, stays loaded alone instead of being reloaded on every search).
+   */
   function enforceBudget(): void {
     if (totalBytes <= budgetBytes) return;
-    for (const tenantId of [...tenants.keys()]) {
+    const order = [...tenants.keys()];
+    order.pop();
+    for (const tenantId of order) {
       if (totalBytes <= budgetBytes) break;
       if (pins.get(tenantId)) continue;
       uninstall(tenantId);

@@ -157,6 +157,19 @@ describe('embedded knowledge index at scale (integration)', () => {
     }
   });
 
+  it('keeps the most recently searched tenant even when it alone exceeds the budget', async () => {
+    const ix = createEmbeddedIndex(pool, { embedderId: () => embedder.id, memoryMb: 1 / 1024 }); // 1 KiB
+    try {
+      const first = await both(ix, tenants[2]!, 2);
+      expect(await both(ix, tenants[2]!, 2)).toEqual(first);
+      expect(stats(ix)).toMatchObject({ tenantsLoaded: 1, loads: 1, evictions: 0 });
+      await both(ix, tenants[3]!, 3);
+      expect(stats(ix)).toMatchObject({ tenantsLoaded: 1, loads: 2, evictions: 1 });
+    } finally {
+      await ix.close();
+    }
+  });
+
   describe('HNSW graph (forced low threshold)', () => {
     const DOCS = 30;
     const PER = 40;
