@@ -29,8 +29,10 @@ describe('tenant schema migration to per-embedder chunk sets', () => {
     try {
       await client.query('BEGIN');
       await createTenantSchema(client, tenantId);
-      // Back to the old shape.
+      // Back to the old shape: plain catalog tables (before catalog versions), no embedder_sets.
       await client.query(`SET LOCAL ROLE ${SCHEMA_OWNER}`);
+      await client.query(`DROP VIEW ${schema}.documents; DROP VIEW ${schema}.document_index; DROP TABLE ${schema}.chunk_sets;
+        ALTER TABLE ${schema}.documents_v1 RENAME TO documents; ALTER TABLE ${schema}.document_index_v1 RENAME TO document_index;`);
       await client.query(`ALTER TABLE ${schema}.document_index DROP COLUMN embedder_sets;
         ALTER TABLE ${schema}.chunks DROP CONSTRAINT chunks_pkey; ALTER TABLE ${schema}.chunks ADD PRIMARY KEY (document_id, version, chunk_index);`);
       await client.query('COMMIT');
