@@ -85,7 +85,6 @@ export function startIndexer(
   const preparer = deps.preparer ?? createDocumentPreparer({ log: (level, msg, extra) => log(level, msg, extra) });
   void preparer.warmUp(embedder).catch((err) => log('warn', 'document preparer warm-up failed', { error: (err as Error).message }));
   let stopped = false;
-  const running = new Set<Job>();
   const sleepers = new Set<() => void>();
 
   const sleep = (ms: number) =>
@@ -265,7 +264,6 @@ export function startIndexer(
           continue;
         }
         const started = Date.now();
-        running.add(job);
         // The lease is renewed while the job runs, so it can be short: a worker that dies (kill -9,
         // or a requeue that failed because the database was down) holds the job one lease at most.
         const held = job;
@@ -277,13 +275,15 @@ export function startIndexer(
             .catch(() => undefined);
         }, Math.max(250, Math.floor(opts.leaseMs / 3)));
         renew.unref?.();
-        await run(job).finally(() => {
-          clearInterval(renew);
-          running.delete(held);
-        });
+        await run(job).finally(() => clearInterval(renew));
         log('info', 'document indexed', { tenantId: job.tenant_id, documentId: job.document_id, version: job.version, ms: Date.now() - started, worker: n });
       } catch (err) {
-        if (stopped) return;
+        // Interrupted by stop(): the job goes back to the queue at once (not after its lease), and
+        // the interrupted attempt does not count against the document.
+        if (stopped) {
+          if (job) await requeue(job, false).catch(() => undefined);
+          return;
+        }
         const msg = (err as Error).message;
         log('error', 'indexing failed', { tenantId: job?.tenant_id, documentId: job?.document_id, error: msg });
         // An outage of the vector index or the database is not the document's fault: that attempt
@@ -293,17 +293,20 @@ export function startIndexer(
         if (job && dependenciesAnswer && job.attempts >= opts.maxAttempts) {
           await fail(job, 'indexing failed repeatedly; upload the document again').catch(() => undefined);
         } else if (job) {
-          await pool
-            .query(
-              `UPDATE platform.index_jobs SET state = 'queued', locked_until = NULL, attempts = attempts - CASE WHEN $4::boolean THEN 0 ELSE 1 END
-               WHERE tenant_id = $1 AND document_id = $2 AND version = $3`,
-              [job.tenant_id, job.document_id, job.version, dependenciesAnswer],
-            )
-            .catch(() => undefined);
+          await requeue(job, dependenciesAnswer).catch(() => undefined);
         }
         await sleep(1000);
       }
     }
+  }
+
+  /** Puts a claimed job back in the queue; `countAttempt` false gives back the attempt its claim took. */
+  function requeue(job: Job, countAttempt: boolean) {
+    return pool.query(
+      `UPDATE platform.index_jobs SET state = 'queued', locked_until = NULL, attempts = attempts - CASE WHEN $4::boolean THEN 0 ELSE 1 END
+       WHERE tenant_id = $1 AND document_id = $2 AND version = $3 AND state = 'running'`,
+      [job.tenant_id, job.document_id, job.version, countAttempt],
+    );
   }
 
   /** The embedders a tenant's documents are indexed with: serving first, then the one being built. */
@@ -499,15 +502,8 @@ export function startIndexer(
       for (const s of [...sleepers]) s();
       // A document being read is abandoned (its job goes back to the queue below).
       if (!deps.preparer) await preparer.close();
+      // Each worker puts the job it was interrupted in back in the queue before it ends.
       await Promise.allSettled(workers);
-      // Jobs this process had claimed go back to the queue for the next start.
-      for (const job of running) {
-        await pool
-          .query(`UPDATE platform.index_jobs SET state = 'queued', locked_until = NULL WHERE tenant_id = $1 AND document_id = $2 AND version = $3`, [
-            job.tenant_id, job.document_id, job.version,
-          ])
-          .catch(() => undefined);
-      }
     },
   };
 }
