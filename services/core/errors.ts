@@ -79,6 +79,26 @@ export class ServiceUnavailableError extends AppError {
   }
 }
 
+/**
+ * Whether an error is a backing server being unreachable or restarting (PostgreSQL, Weaviate,
+ * Redis, Kafka), not a fault of the request or a bug: the gateway answers those 503 with
+ * Retry-After, so clients back off and retry instead of seeing a storm of 500s.
+ * Looks at `code` (Node socket errors, PostgreSQL SQLSTATE) and the message, along the cause chain.
+ */
+const OUTAGE_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH', 'ENOTCONN', '57P01', '57P02', '57P03', '53300']);
+const OUTAGE_MESSAGE =
+  /Connection terminated|connection timeout|timeout exceeded when trying to connect|terminating connection due to administrator command|the database system is (starting up|shutting down|in recovery mode)|Client has encountered a connection error|UNAVAILABLE|fetch failed|Connection is closed|ECONNREFUSED|ECONNRESET/i;
+export function isDependencyOutage(err: unknown): boolean {
+  for (let e: unknown = err, depth = 0; e && typeof e === 'object' && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
+    if (e instanceof AppError) return false;
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === 'string' && (OUTAGE_CODES.has(code) || code.startsWith('08'))) return true;
+    const message = (e as { message?: unknown }).message;
+    if (typeof message === 'string' && OUTAGE_MESSAGE.test(message)) return true;
+  }
+  return false;
+}
+
 export function assertNever(x: never): never {
   throw new Error(`unexpected value: ${JSON.stringify(x)}`);
 }

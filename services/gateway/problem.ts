@@ -1,5 +1,5 @@
 import type { ErrorRequestHandler, RequestHandler } from 'express';
-import { AppError, TooManyRequestsError } from '../core/errors';
+import { AppError, isDependencyOutage, TooManyRequestsError } from '../core/errors';
 
 /** RFC 7807 problem details. `type` URIs name the error kind; `instance` the request path. */
 export function problemBody(status: number, title: string, detail: string, instance: string, extra: Record<string, unknown> = {}) {
@@ -46,6 +46,13 @@ export function errorHandler(log: (err: unknown, req: Parameters<ErrorRequestHan
       status = 400;
       title = 'Invalid request';
       detail = 'The request body is too deeply nested';
+    } else if (isDependencyOutage(err)) {
+      // Logged like any failure, but answered as what it is: retry shortly.
+      log(err, req);
+      status = 503;
+      title = 'Service unavailable';
+      detail = 'A backing service (database, vector index, cache or broker) is not answering; retry shortly';
+      res.setHeader('Retry-After', '2');
     } else {
       log(err, req);
     }
