@@ -108,33 +108,62 @@ export async function createKafkaBus(opts: KafkaBusOptions): Promise<EventBus> {
       await producer.sendBatch({ acks: -1, compression: CompressionTypes.None, topicMessages: [...byTopic].map(([topic, messages]) => ({ topic, messages })) });
     },
     async subscribe(groupId, categories, handler): Promise<BusSubscription> {
-      const consumer = kafka.consumer({ groupId: consumerGroup(groupId, ns), maxWaitTimeInMs: 200, sessionTimeout: 30_000, heartbeatInterval: 3000, allowAutoTopicCreation: false });
-      consumers.add(consumer);
-      await consumer.connect();
-      await consumer.subscribe({ topics: categories.map((c) => topicFor(c, ns)), fromBeginning: true });
-      await consumer.run({
-        autoCommit: false,
-        eachBatchAutoResolve: false,
-        eachBatch: async ({ batch, resolveOffset, heartbeat, commitOffsetsIfNecessary, isRunning, isStale }) => {
-          const events: RecordedEvent[] = [];
-          for (const m of batch.messages) {
-            const e = fromMessage(m.value);
-            if (e) events.push(e);
-          }
-          if (!isRunning() || isStale()) return;
-          // The read model and its checkpoint commit first; only then the Kafka offset.
-          await handler(events);
-          const last = batch.messages[batch.messages.length - 1];
-          if (last) resolveOffset(last.offset);
-          await commitOffsetsIfNecessary();
-          await heartbeat();
-        },
-      });
-      log('info', 'kafka consumer group joined', { groupId, categories });
+      let consumer: Consumer | null = null;
+      let stopped = false;
+      let retry: NodeJS.Timeout | null = null;
+      const start = async (): Promise<void> => {
+        const c = kafka.consumer({ groupId: consumerGroup(groupId, ns), maxWaitTimeInMs: 200, sessionTimeout: 30_000, heartbeatInterval: 3000, allowAutoTopicCreation: false });
+        consumer = c;
+        consumers.add(c);
+        // kafkajs restarts a crashed consumer only for errors it deems retriable. Others (e.g. a
+        // commit refused with UNKNOWN_MEMBER_ID after a broker restart, or our handler's own error
+        // after its retries) leave the consumer disconnected for good, and the projection silently
+        // stops: start a fresh consumer instead, from the committed offsets.
+        c.on(c.events.CRASH, ({ payload }) => {
+          log(payload.restart ? 'warn' : 'error', 'kafka consumer crashed', { groupId, error: payload.error?.message, restartedByClient: payload.restart });
+          if (payload.restart || stopped) return;
+          consumers.delete(c);
+          retry = setTimeout(() => {
+            retry = null;
+            if (stopped) return;
+            void c.disconnect().catch(() => undefined).then(() => start()).catch((err) => {
+              log('error', 'kafka consumer restart failed; retrying', { groupId, error: (err as Error).message });
+              if (!stopped) retry = setTimeout(() => void start().catch(() => undefined), 2000);
+            });
+          }, 1000);
+        });
+        await c.connect();
+        await c.subscribe({ topics: categories.map((cat) => topicFor(cat, ns)), fromBeginning: true });
+        await c.run({
+          autoCommit: false,
+          eachBatchAutoResolve: false,
+          eachBatch: async ({ batch, resolveOffset, heartbeat, commitOffsetsIfNecessary, isRunning, isStale }) => {
+            const events: RecordedEvent[] = [];
+            for (const m of batch.messages) {
+              const e = fromMessage(m.value);
+              if (e) events.push(e);
+            }
+            if (!isRunning() || isStale()) return;
+            // The read model and its checkpoint commit first; only then the Kafka offset.
+            await handler(events);
+            const last = batch.messages[batch.messages.length - 1];
+            if (last) resolveOffset(last.offset);
+            await commitOffsetsIfNecessary();
+            await heartbeat();
+          },
+        });
+        log('info', 'kafka consumer group joined', { groupId, categories });
+      };
+      await start();
       return {
         async stop() {
-          await consumer.disconnect();
-          consumers.delete(consumer);
+          stopped = true;
+          if (retry) clearTimeout(retry);
+          const c = consumer;
+          if (c) {
+            await c.disconnect();
+            consumers.delete(c);
+          }
         },
       };
     },

@@ -87,7 +87,7 @@ export class ServiceUnavailableError extends AppError {
  */
 const OUTAGE_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH', 'ENOTCONN', '57P01', '57P02', '57P03', '53300']);
 const OUTAGE_MESSAGE =
-  /Connection terminated|connection timeout|timeout exceeded when trying to connect|terminating connection due to administrator command|the database system is (starting up|shutting down|in recovery mode)|Client has encountered a connection error|UNAVAILABLE|fetch failed|Connection is closed|ECONNREFUSED|ECONNRESET/i;
+  /Connection terminated|connection timeout|timeout exceeded when trying to connect|terminating connection due to administrator command|the database system is (starting up|shutting down|in recovery mode)|Client has encountered a connection error|UNAVAILABLE|fetch failed|Connection is closed|ECONNREFUSED|ECONNRESET|no read replica found/i;
 export function isDependencyOutage(err: unknown): boolean {
   for (let e: unknown = err, depth = 0; e && typeof e === 'object' && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
     if (e instanceof AppError) return false;

@@ -21,6 +21,7 @@ describe('problem details for failures', () => {
     ['PostgreSQL starting up', withCode('the database system is starting up', '57P03')],
     ['a pooled connection lost mid-query', new Error('Connection terminated unexpectedly')],
     ['the pool unable to connect in time', new Error('timeout exceeded when trying to connect')],
+    ['Weaviate loading its shards after a restart', new Error('Query call with protocol gRPC failed with message: /weaviate.v1.Weaviate/Search UNKNOWN: explorer: get class: vector search: object vector search at index chunkx: no read replica found')],
     ['an outage wrapped as the cause', new Error('query failed', { cause: withCode('read ECONNRESET', 'ECONNRESET') })],
   ])('%s: 503 with Retry-After', async (_what, err) => {
     const res = await request(app(err)).get('/x');
