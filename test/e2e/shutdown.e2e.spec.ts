@@ -10,6 +10,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import http from 'node:http';
 import { createServer, type Server } from 'node:net';
+import { freePort } from '../support/freePort';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { isAlive } from '../../infra/postgres/embedded';
@@ -41,16 +42,6 @@ function tempDir(): string {
   return d;
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.on('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 /** Starts the product; resolves once it listens, or once it exited (start failed). */
 async function startProcess(opts: { dataDir: string; port: number; pgPort: number; env?: Record<string, string> }): Promise<Running & { started: boolean }> {

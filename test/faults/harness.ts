@@ -8,7 +8,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, openSync, readdirSync, readFileSync, renameSync, writeFileSync, closeSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
 import type { Pool } from 'pg';
 import { decodePosition, encodePosition } from '../../infra/eventstore/postgres';
@@ -20,17 +19,7 @@ const JWT_SECRET = `faults-jwt-secret-${'0123456789abcdef'.repeat(2)}`;
 
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
-export function freePort(): Promise<number> {
-  return new Promise((resolvePort, reject) => {
-    const srv = createServer();
-    srv.unref();
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address();
-      srv.close(() => (addr && typeof addr === 'object' ? resolvePort(addr.port) : reject(new Error('no port'))));
-    });
-  });
-}
+export { freePort } from '../support/freePort';
 
 /** Polls until `fn` resolves truthy; throws with `what` and the last error after `timeoutMs`. */
 export async function until<T>(what: string, fn: () => Promise<T | null | undefined | false>, timeoutMs: number, everyMs = 200): Promise<T> {
