@@ -5,19 +5,23 @@ import type { EventStore, GlobalPosition } from '../services/core/eventStore';
 import { ConflictError, NotFoundError } from '../services/core/errors';
 import { activeVersion, type RebuildProgress, rebuild } from './rebuild';
 import { checkpointName, type Projection, type RunningProjection, type RunnerOptions, startKafkaProjection, startProjection, watchProjection } from './runner';
-import { rebuildTenant, tenantRebuildable, type TenantRebuildProgress } from './tenantRebuild';
+import { rebuildTenant, tenantRebuildable, type TenantRebuildProgress, wholeRowsRebuildable } from './tenantRebuild';
 
 /**
- * A projection by name; `rebuildable` ones are built per version (tables suffixed `_v<N>`).
- * `'tenant'`: only one tenant's rows at a time can be rebuilt (projections/tenantRebuild.ts).
+ * A projection by name; `rebuildable` ones (`true`) are built per version (tables suffixed `_v<N>`).
+ * `'rows'`: rebuilt in place, one tenant's rows or every tenant's at once, through a scratch copy
+ * swapped in (projections/tenantRebuild.ts); its version does not change.
  */
 export interface ProjectionDefinition {
   name: string;
   make: (version: number) => Projection;
   defaultVersion: number;
-  rebuildable: boolean | 'tenant';
-  /** After a tenant's rows were swapped: e.g. drop caches of that tenant. */
-  afterTenantRebuild?(tenantId: string): void;
+  rebuildable: boolean | 'rows';
+  /**
+   * After a tenant's rows (null: every tenant's) were swapped in: what the rows imply beyond
+   * themselves (the platform's schemas and roles), caches of those tenants.
+   */
+  afterRowsRebuild?(tenantId: string | null): Promise<void>;
   /**
    * For a read model that readers reach through views on the active version's tables (the
    * catalog, projections/catalog/catalogRebuild.ts): `prepare` clears leftovers of a version
@@ -174,7 +178,7 @@ export async function startProjections(opts: {
           position: s.position,
           lag_events: lagEvents,
           lag_seconds: lagEvents === 0 ? 0 : s.lastEventAt ? Math.max(0, (Date.now() - Date.parse(s.lastEventAt)) / 1000) : null,
-          rebuildable: def.rebuildable === true,
+          rebuildable: def.rebuildable === true || (def.rebuildable === 'rows' && wholeRowsRebuildable(def.name)),
           tenant_rebuildable: def.rebuildable !== false && tenantRebuildable(def.name),
           rebuild: rebuilds.get(def.name) ?? null,
         });
@@ -184,6 +188,7 @@ export async function startProjections(opts: {
     /** Starts a rebuild in the background; resolves with its first progress record. */
     async rebuild(name: string, onProgress?: (p: RebuildProgress) => void): Promise<{ progress: RebuildProgress; done: Promise<RebuildProgress> }> {
       const def = api.rebuildable(name);
+      if (def.rebuildable === 'rows') return api.rebuildRows(def, null, onProgress);
       // Its views must be switched by the process that applies the new version live.
       if (def.views && !opts.local(name)) throw new ConflictError(`projection ${name} runs in another process: rebuild it where its projector runs`);
       if (busy.has(name)) throw new ConflictError(`projection ${name} is already rebuilding`);
@@ -261,8 +266,9 @@ export async function startProjections(opts: {
     rebuildable(name: string, perTenant = false): ProjectionDefinition {
       const def = byName.get(name);
       if (!def) throw new NotFoundError('Projection');
-      if (!def.rebuildable || (perTenant && !tenantRebuildable(name))) throw new ConflictError(`projection ${name} is not rebuildable online`);
-      if (def.rebuildable === 'tenant' && !perTenant) throw new ConflictError(`projection ${name} is rebuildable one tenant at a time only (body {"tenant": "<slug>"})`);
+      if (!def.rebuildable || (perTenant && !tenantRebuildable(name)) || (def.rebuildable === 'rows' && !perTenant && !wholeRowsRebuildable(name))) {
+        throw new ConflictError(`projection ${name} is not rebuildable online`);
+      }
       return def;
     },
     /**
@@ -272,10 +278,25 @@ export async function startProjections(opts: {
      */
     async rebuildTenant(name: string, tenant: { id: string; slug: string }, onProgress?: (p: TenantRebuildProgress) => void): Promise<{ progress: TenantRebuildProgress; done: Promise<TenantRebuildProgress> }> {
       const def = api.rebuildable(name, true);
+      return api.rebuildRows(def, tenant, onProgress as (p: RebuildProgress) => void) as Promise<{ progress: TenantRebuildProgress; done: Promise<TenantRebuildProgress> }>;
+    },
+    /** Rebuilds one tenant's rows, or (`tenant` null) every tenant's of a 'rows' projection, in place. */
+    async rebuildRows(def: ProjectionDefinition, tenant: { id: string; slug: string } | null, onProgress?: (p: RebuildProgress) => void): Promise<{ progress: RebuildProgress; done: Promise<RebuildProgress> }> {
+      const name = def.name;
       if (busy.has(name)) throw new ConflictError(`projection ${name} is already rebuilding`);
       busy.add(name);
       const version = versions.get(name)!;
-      const progress: TenantRebuildProgress = { name, version, tenant: tenant.slug, done: 0, total: null, eventsPerSecond: 0, etaSeconds: null, state: 'rebuilding', error: null };
+      const progress: RebuildProgress | TenantRebuildProgress = {
+        name,
+        version,
+        ...(tenant ? { tenant: tenant.slug } : { inPlace: true }),
+        done: 0,
+        total: null,
+        eventsPerSecond: 0,
+        etaSeconds: null,
+        state: 'rebuilding',
+        error: null,
+      };
       rebuilds.set(name, progress);
       const done = (async () => {
         try {
@@ -286,19 +307,22 @@ export async function startProjections(opts: {
             name,
             liveVersion: version,
             source: running.get(name)!.status().source,
-            tenantId: tenant.id,
-            slug: tenant.slug,
+            tenantId: tenant?.id ?? null,
+            slug: tenant?.slug ?? null,
             log,
             onProgress: (p) => {
               Object.assign(progress, p);
+              // The swap is done, not yet what follows from it: report 'switched' at the end.
+              if (progress.state === 'switched') progress.state = 'rebuilding';
               onProgress?.(progress);
             },
           });
-          def.afterTenantRebuild?.(tenant.id);
+          await def.afterRowsRebuild?.(tenant?.id ?? null);
+          progress.state = 'switched';
         } catch (err) {
           progress.state = 'failed';
           progress.error = (err as Error).message;
-          log('error', 'tenant rebuild failed', { name, tenantId: tenant.id, error: progress.error });
+          log('error', tenant ? 'tenant rebuild failed' : 'rebuild failed', { name, tenantId: tenant?.id, error: progress.error });
         }
         busy.delete(name);
         onProgress?.(progress);

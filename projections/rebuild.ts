@@ -18,6 +18,8 @@ export interface RebuildProgress {
   etaSeconds: number | null;
   state: 'rebuilding' | 'switched' | 'failed';
   error: string | null;
+  /** Rebuilt in place (every tenant's rows through a scratch copy), not into a new version. */
+  inPlace?: boolean;
 }
 
 export async function activeVersion(pool: Pool, name: string, fallback: number): Promise<number> {

@@ -31,6 +31,13 @@ export interface TenantRebuildProgress extends RebuildProgress {
   tenant: string;
 }
 
+/**
+ * The same machinery rebuilds EVERY tenant's rows of a projection whose rows all carry a tenant
+ * column (`tenantId: null`): the whole platform read model, in place, without creating or
+ * dropping a schema or role while it runs (projections/platform/platformProjection.ts reconciles
+ * those afterwards). Its progress is a plain RebuildProgress (no `tenant`).
+ */
+
 /** Version whose tables hold a tenant rebuild's scratch copy: never a live or building version (those start at 1). */
 export const SCRATCH_VERSION = 0;
 
@@ -39,13 +46,25 @@ export interface TenantTable {
   schema: string;
   table: string;
   tenantColumn: string | null;
+  /**
+   * Live rows a rebuild of every tenant keeps although the log no longer holds their events (SQL
+   * over the live table aliased `live`, `$scratch` standing for the scratch table): the record of
+   * an erased tenant, whose streams are gone, stays as the live model has it.
+   */
+  keepWhenWhole?: string;
 }
 
 /** The tables each tenant-rebuildable projection writes, per version. */
 const TENANT_TABLES: Record<string, (version: number, tenantId: string) => TenantTable[]> = {
   audit: (version, tenantId) => [{ schema: tenantSchema(tenantId), table: auditTable(version), tenantColumn: null }],
   analytics: (version) => ANALYTICS_TABLES.map((t) => ({ schema: 'analytics', table: `${t}_v${version}`, tenantColumn: 'tenant_id' })),
-  platform: (version) => PLATFORM_TABLES.map((t) => ({ schema: 'platform', table: platformTable(t, version), tenantColumn: 'tenant_id' })),
+  platform: (version) =>
+    PLATFORM_TABLES.map((t) => ({
+      schema: 'platform',
+      table: platformTable(t, version),
+      tenantColumn: 'tenant_id',
+      ...(t === 'tenants' ? { keepWhenWhole: `live.status = 'deleted' AND NOT EXISTS (SELECT 1 FROM $scratch s WHERE s.tenant_id = live.tenant_id)` } : {}),
+    })),
   catalog: (version, tenantId) => (['documents', 'document_index'] as const).map((t) => ({ schema: tenantSchema(tenantId), table: catalogTable(t, version), tenantColumn: null })),
 };
 
@@ -63,6 +82,8 @@ const TENANT_HOOKS: Record<string, { prepare(pool: Pool, tenantId: string, liveV
 };
 
 export const tenantRebuildable = (name: string): boolean => name in TENANT_TABLES;
+/** Projections whose every tenant's rows can be rebuilt in place at once (every table has a tenant column). */
+export const wholeRowsRebuildable = (name: string): boolean => name === 'platform';
 
 const ident = (s: string) => `"${s.replace(/"/g, '""')}"`;
 const qualified = (t: TenantTable) => `${ident(t.schema)}.${ident(t.table)}`;
@@ -78,36 +99,41 @@ export interface TenantRebuildOptions {
   liveVersion: number;
   /** How the live projection commits its progress: one global checkpoint, or one per (category, tenant). */
   source: 'store' | 'kafka';
-  tenantId: string;
-  slug: string;
+  /** The tenant whose rows are rebuilt; null: every tenant's (wholeRowsRebuildable projections only). */
+  tenantId: string | null;
+  slug: string | null;
   batchSize?: number;
   /** How long the final ACCESS EXCLUSIVE may wait (readers may wait that long, once per attempt). */
   upgradeTimeoutMs?: number;
   maxSwitchAttempts?: number;
   log?: Log;
-  onProgress?: (p: TenantRebuildProgress) => void;
+  onProgress?: (p: TenantRebuildProgress | RebuildProgress) => void;
 }
 
-/** Where the live projection is, for this tenant: the highest position applied, per stream category. */
-type Frontier = (category: string) => GlobalPosition;
+/** Where the live projection is: the highest position applied, per (stream category, tenant). */
+type Frontier = (category: string, tenantId: string) => GlobalPosition;
 
-async function liveFrontier(q: Pool | PoolClient, base: string, source: 'store' | 'kafka', tenantId: string): Promise<{ of: Frontier; max: GlobalPosition }> {
+async function liveFrontier(q: Pool | PoolClient, base: string, source: 'store' | 'kafka', tenantId: string | null): Promise<{ of: Frontier; max: GlobalPosition }> {
   if (source === 'store') {
     const r = await q.query<{ position: string }>('SELECT position FROM platform.checkpoints WHERE projection = $1', [base]);
     const p = r.rows[0]?.position ?? START;
     return { of: () => p, max: p };
   }
-  // Kafka delivers each (category, tenant) in order; the projection checkpoints each.
-  const r = await q.query<{ projection: string; position: string }>('SELECT projection, position FROM platform.checkpoints WHERE projection LIKE $1', [`${base}/%/${tenantId}`]);
-  const byCategory = new Map(r.rows.map((row) => [row.projection.slice(base.length + 1, -(tenantId.length + 1)), row.position]));
-  const max = [...byCategory.values()].reduce((a, b) => (b > a ? b : a), START);
-  return { of: (c) => byCategory.get(c) ?? START, max };
+  // Kafka delivers each (category, tenant) in order; the projection checkpoints each as `<base>/<category>/<tenant>`.
+  const r = await q.query<{ projection: string; position: string }>('SELECT projection, position FROM platform.checkpoints WHERE projection LIKE $1', [`${base}/%/${tenantId ?? '%'}`]);
+  const byKey = new Map(r.rows.map((row) => [row.projection.slice(base.length + 1), row.position]));
+  const max = [...byKey.values()].reduce((a, b) => (b > a ? b : a), START);
+  return { of: (c, t) => byKey.get(`${c}/${t}`) ?? START, max };
 }
 
-/** The tenant's events in the store, when the adapter can count them cheaply (progress and ETA). */
-async function countTenantEvents(store: EventStore, pool: Pool, tenantId: string, categories: ReadonlySet<string> | null): Promise<number | null> {
+/** The tenant's events (every tenant's: null) in the store, when the adapter can count them cheaply (progress and ETA). */
+async function countTenantEvents(store: EventStore, pool: Pool, tenantId: string | null, categories: ReadonlySet<string> | null): Promise<number | null> {
   const schema = (store as { schema?: string }).schema;
   if (store.kind !== 'postgres' || !schema) return null;
+  if (tenantId === null) {
+    const r = await pool.query<{ n: string }>(`SELECT count(*) AS n FROM ${schema}.events WHERE $1::text[] IS NULL OR split_part(stream_id, '-', 1) = ANY($1)`, [categories ? [...categories] : null]);
+    return Number(r.rows[0]?.n ?? 0);
+  }
   // Stream ids are `<category>-<tenantId>` or `<category>-<tenantId>.<entity>` (contracts/naming.ts).
   const r = await pool.query<{ n: string }>(
     `SELECT count(*) AS n FROM ${schema}.events WHERE (stream_id LIKE '%-' || $1 OR stream_id LIKE '%-' || $1 || '.%') AND ($2::text[] IS NULL OR split_part(stream_id, '-', 1) = ANY($2))`,
@@ -143,54 +169,63 @@ async function deleteScratchCheckpoints(q: Pool | PoolClient, scratch: Pick<Proj
   await q.query('DELETE FROM platform.checkpoints WHERE projection = $1 OR projection LIKE $2', [checkpointName(scratch), `${checkpointName(scratch)}/%`]);
 }
 
+/** Key of what the scratch copy holds: per (stream category, tenant), as the live frontier. */
+const appliedKey = (e: RecordedEvent) => {
+  const s = parseStreamId(e.streamId);
+  return `${s.category}/${s.tenantId}`;
+};
+
 /**
- * Which of the tenant's events, read in global order, go into the scratch copy: those after what
- * it already holds and not after the live frontier of their category. `applied` is per category.
+ * Which of the tenant's (every tenant's: null) events, read in global order, go into the scratch
+ * copy: those after what it already holds and not after the live frontier of their category and
+ * tenant. `applied` is per (category, tenant).
  */
-function selector(tenantId: string, applied: Map<string, GlobalPosition>, consumed: ReadonlySet<string> | null) {
+function selector(tenantId: string | null, applied: Map<string, GlobalPosition>, consumed: ReadonlySet<string> | null) {
   return (e: RecordedEvent, frontier: Frontier): 'mine' | 'later' | 'skip' => {
     const s = parseStreamId(e.streamId);
     // Other tenants' events, and events the live projection dead-letters, are not this tenant's rows.
-    if (s.tenantId !== tenantId || tenantMismatch(e)) return 'skip';
+    if (!s.tenantId || (tenantId !== null && s.tenantId !== tenantId) || tenantMismatch(e)) return 'skip';
     // From Kafka the live projection is never delivered a topic it does not consume: such an
     // event has no checkpoint to wait for (it would hold the cursor back for good).
     if (consumed && !consumed.has(s.category)) return 'skip';
-    if (e.position <= (applied.get(s.category) ?? START)) return 'skip';
-    return e.position <= frontier(s.category) ? 'mine' : 'later';
+    if (e.position <= (applied.get(appliedKey(e)) ?? START)) return 'skip';
+    return e.position <= frontier(s.category, s.tenantId) ? 'mine' : 'later';
   };
 }
 
-export async function rebuildTenant(opts: TenantRebuildOptions): Promise<TenantRebuildProgress> {
+export async function rebuildTenant(opts: TenantRebuildOptions): Promise<TenantRebuildProgress | RebuildProgress> {
   try {
     return await rebuildTenantOnce(opts);
   } catch (err) {
     // Leave no scratch copy behind (the next attempt would drop it anyway).
-    const tables = TENANT_TABLES[opts.name]?.(SCRATCH_VERSION, opts.tenantId) ?? [];
+    const tables = TENANT_TABLES[opts.name]?.(SCRATCH_VERSION, opts.tenantId ?? '') ?? [];
     await withClient(opts.pool, (c) => dropScratch(c, tables)).catch(() => undefined);
     await deleteScratchCheckpoints(opts.pool, { name: opts.name, version: SCRATCH_VERSION }).catch(() => undefined);
     throw err;
   }
 }
 
-async function rebuildTenantOnce(opts: TenantRebuildOptions): Promise<TenantRebuildProgress> {
+async function rebuildTenantOnce(opts: TenantRebuildOptions): Promise<TenantRebuildProgress | RebuildProgress> {
   const { store, pool, tenantId } = opts;
   const log = opts.log ?? (() => undefined);
   const batchSize = opts.batchSize ?? 1000;
   const tablesOf = TENANT_TABLES[opts.name];
   if (!tablesOf) throw new Error(`projection ${opts.name} cannot be rebuilt per tenant`);
+  if (tenantId === null && !wholeRowsRebuildable(opts.name)) throw new Error(`projection ${opts.name} cannot be rebuilt in place for every tenant`);
   if (opts.liveVersion === SCRATCH_VERSION) throw new Error(`version ${SCRATCH_VERSION} is reserved for scratch copies`);
-  const live = tablesOf(opts.liveVersion, tenantId);
-  const scratchTables = tablesOf(SCRATCH_VERSION, tenantId);
+  const live = tablesOf(opts.liveVersion, tenantId ?? '');
+  const scratchTables = tablesOf(SCRATCH_VERSION, tenantId ?? '');
+  if (tenantId === null && live.some((t) => !t.tenantColumn)) throw new Error(`projection ${opts.name} has tables without a tenant column`);
   const base = checkpointName({ name: opts.name, version: opts.liveVersion });
   const scratchId = { name: opts.name, version: SCRATCH_VERSION };
 
   const bulk = opts.make(SCRATCH_VERSION);
   const consumed = opts.source === 'kafka' ? new Set(bulk.categories) : null;
   const started = Date.now();
-  const progress: TenantRebuildProgress = {
+  const progress: TenantRebuildProgress | RebuildProgress = {
     name: opts.name,
     version: opts.liveVersion,
-    tenant: opts.slug,
+    ...(opts.slug !== null ? { tenant: opts.slug } : {}),
     done: 0,
     total: await countTenantEvents(store, pool, tenantId, consumed),
     eventsPerSecond: 0,
@@ -211,6 +246,15 @@ async function rebuildTenantOnce(opts: TenantRebuildOptions): Promise<TenantRebu
   // A crashed earlier attempt may have left its scratch copy.
   await withClient(pool, (c) => dropScratch(c, scratchTables));
   await deleteScratchCheckpoints(pool, scratchId);
+  if (tenantId === null) {
+    // Every live table has a scratch twin from the start, so the swap replaces all of its rows.
+    await withClient(pool, async (c) => {
+      for (const [i, t] of live.entries()) {
+        const owner = await ownerOf(c, t);
+        if (owner) await asOwner(c, owner, () => c.query(`CREATE TABLE ${qualified(scratchTables[i]!)} (LIKE ${qualified(t)} INCLUDING ALL)`));
+      }
+    });
+  }
 
   // Phase 1: the scratch copy follows the live projection's committed frontier, outside any lock.
   const applied = new Map<string, GlobalPosition>();
@@ -233,7 +277,7 @@ async function rebuildTenantOnce(opts: TenantRebuildOptions): Promise<TenantRebu
       }
       if (mine.length) {
         await applyBatch(pool, bulk, mine, 'global', log);
-        for (const e of mine) applied.set(parseStreamId(e.streamId).category, e.position);
+        for (const e of mine) applied.set(appliedKey(e), e.position);
         progress.done += mine.length;
         moved += mine.length;
         report();
@@ -244,7 +288,7 @@ async function rebuildTenantOnce(opts: TenantRebuildOptions): Promise<TenantRebu
     if (moved < batchSize) break; // close enough: the switch applies the rest under the locks
   }
 
-  await TENANT_HOOKS[opts.name]?.prepare(pool, tenantId, opts.liveVersion, log);
+  if (tenantId !== null) await TENANT_HOOKS[opts.name]?.prepare(pool, tenantId, opts.liveVersion, log);
 
   // Phase 2: the switch, retried while live writers hold the tables.
   const attempts = opts.maxSwitchAttempts ?? 40;
@@ -254,10 +298,10 @@ async function rebuildTenantOnce(opts: TenantRebuildOptions): Promise<TenantRebu
       progress.done += outcome.applied;
       progress.state = 'switched';
       report();
-      log('info', 'tenant read model rebuilt and switched', { name: opts.name, tenantId, events: progress.done, attempts: attempt });
+      log('info', tenantId === null ? 'read model rebuilt in place and switched' : 'tenant read model rebuilt and switched', { name: opts.name, tenantId, events: progress.done, attempts: attempt });
       return progress;
     }
-    if (attempt >= attempts) throw new Error(`could not switch ${opts.name} for tenant ${opts.slug}: live writers kept its tables busy (${attempts} attempts)`);
+    if (attempt >= attempts) throw new Error(`could not switch ${opts.name}${opts.slug !== null ? ` for tenant ${opts.slug}` : ''}: live writers kept its tables busy (${attempts} attempts)`);
     await new Promise((r) => setTimeout(r, Math.min(2000, 50 * attempt)));
   }
 }
@@ -316,7 +360,7 @@ async function switchOnce(
       const mine: RecordedEvent[] = [];
       for (const e of events) {
         if (pick(e, frontier.of) !== 'mine') continue;
-        applied.set(parseStreamId(e.streamId).category, e.position);
+        applied.set(appliedKey(e), e.position);
         count++;
         if (projection.canHandle(e.type)) mine.push(e);
       }
@@ -335,7 +379,7 @@ async function switchOnce(
       if (scan > frontier.max) break;
     }
 
-    await TENANT_HOOKS[opts.name]?.beforeSwap(client, tenantId);
+    if (tenantId !== null) await TENANT_HOOKS[opts.name]?.beforeSwap(client, tenantId);
     for (const t of live) {
       const s = scratch[live.indexOf(t)]!;
       const sOwner = await ownerOf(client, s);
@@ -346,9 +390,13 @@ async function switchOnce(
         continue;
       }
       await asOwner(client, owner, async () => {
-        const where = t.tenantColumn ? `WHERE ${ident(t.tenantColumn)} = $1` : '';
-        const params = t.tenantColumn ? [tenantId] : [];
-        await client.query(`DELETE FROM ${qualified(t)} ${where}`, params);
+        const where = t.tenantColumn && tenantId !== null ? `WHERE ${ident(t.tenantColumn)} = $1` : '';
+        const params = t.tenantColumn && tenantId !== null ? [tenantId] : [];
+        if (tenantId === null && t.keepWhenWhole) {
+          await client.query(`DELETE FROM ${qualified(t)} AS live WHERE NOT (${t.keepWhenWhole.replaceAll('$scratch', qualified(s))})`);
+        } else {
+          await client.query(`DELETE FROM ${qualified(t)} ${where}`, params);
+        }
         if (!sOwner) return; // the tenant has no rows in this table
         const cols = (
           await client.query<{ attname: string; seq: string | null }>(

@@ -15,7 +15,7 @@ import { createEmbeddedIndex } from '../infra/vectors/embedded';
 import { catalogProjection } from '../projections/catalog/catalogProjection';
 import { clearCatalogVersion, retireCatalogVersion, switchCatalog } from '../projections/catalog/catalogRebuild';
 import { startIndexer, type Indexer } from '../projections/index/indexer';
-import { platformProjection } from '../projections/platform/platformProjection';
+import { type PlatformHooks, platformProjection, reconcilePlatform } from '../projections/platform/platformProjection';
 import { ANALYTICS_VERSION, analyticsProjection } from '../projections/analytics/analyticsProjection';
 import { AUDIT_VERSION, auditProjection } from '../projections/audit/auditProjection';
 import { type ProjectionDefinition, startProjections } from '../projections/manager';
@@ -201,19 +201,20 @@ export async function startProduct(env: Env, opts: { logger?: pino.Logger; roles
       }
       log('info', 'tenant erased', { tenantId });
     };
+    const platformHooks: PlatformHooks = {
+      onTenantChanged: (t) => tenantListeners.forEach((l) => l(t)),
+      onTenantProvisioned: (t) => void index.ensureTenant(t).catch((err) => log('error', 'vector tenant creation failed', { tenantId: t, error: (err as Error).message })),
+      onTenantDeleted: (t) => void eraseTenant(t),
+    };
     const definitions: ProjectionDefinition[] = [
       {
         name: 'platform',
         defaultVersion: 1,
-        // One tenant's rows at a time (scratch copy, no schema or role touched); not the whole platform.
-        rebuildable: 'tenant',
-        afterTenantRebuild: (t) => tenantListeners.forEach((l) => l(t)),
-        make: (v) =>
-          platformProjection({
-            onTenantChanged: (t) => tenantListeners.forEach((l) => l(t)),
-            onTenantProvisioned: (t) => void index.ensureTenant(t).catch((err) => log('error', 'vector tenant creation failed', { tenantId: t, error: (err as Error).message })),
-            onTenantDeleted: (t) => void eraseTenant(t),
-          }, v),
+        // In place, one tenant's rows or every tenant's (scratch copy swapped in, no schema or role
+        // touched meanwhile); schemas and roles are then reconciled with the rebuilt rows.
+        rebuildable: 'rows',
+        afterRowsRebuild: async (t) => void (await reconcilePlatform(pool, platformHooks, t, log)),
+        make: (v) => platformProjection(platformHooks, v),
       },
       {
         name: 'catalog',

@@ -1,4 +1,6 @@
-import type { PoolClient } from 'pg';
+import type { Pool, PoolClient } from 'pg';
+import { tenantSchema } from '../../contracts/naming';
+import { withTransaction } from '../../infra/postgres/pool';
 import type { TenantEvent } from '../../contracts/events';
 import { upcast } from '../../contracts/upcast';
 import { createTenantSchema, dropTenantSchema } from '../../infra/postgres/schema';
@@ -120,4 +122,44 @@ export function platformProjection(hooks: PlatformHooks = {}, version = 1): Proj
       }
     },
   };
+}
+
+/**
+ * After the platform's rows were rebuilt in place (one tenant's, or every tenant's: null), what
+ * the rows imply beyond themselves, which the scratch copy never touched: a tenant they hold as
+ * active or suspended has its schema and role (created when missing, e.g. dropped behind the
+ * product's back; its other read models then need `replay <name> --tenant`), an erased one has
+ * none (dropped when left over, and the erasure finished). Every such tenant's caches are dropped.
+ */
+export async function reconcilePlatform(
+  pool: Pool,
+  hooks: PlatformHooks,
+  tenantId: string | null,
+  log: (level: 'info' | 'warn' | 'error', msg: string, extra?: Record<string, unknown>) => void = () => undefined,
+): Promise<{ tenants: number; created: string[]; dropped: string[] }> {
+  const rows = (
+    await pool.query<{ tenant_id: string; status: string }>('SELECT tenant_id::text AS tenant_id, status FROM platform.tenants WHERE $1::text IS NULL OR tenant_id::text = $1', [tenantId])
+  ).rows;
+  const schemas = new Set((await pool.query<{ nspname: string }>('SELECT nspname FROM pg_namespace')).rows.map((r) => r.nspname));
+  const created: string[] = [];
+  const dropped: string[] = [];
+  for (const row of rows) {
+    const has = schemas.has(tenantSchema(row.tenant_id));
+    if (row.status !== 'deleted' && !has) {
+      await withTransaction(pool, (c) => createTenantSchema(c, row.tenant_id));
+      created.push(row.tenant_id);
+      hooks.onTenantProvisioned?.(row.tenant_id);
+    } else if (row.status === 'deleted' && has) {
+      await withTransaction(pool, async (c) => {
+        await c.query('DELETE FROM platform.index_jobs WHERE tenant_id = $1', [row.tenant_id]);
+        await dropTenantSchema(c, row.tenant_id);
+      });
+      dropped.push(row.tenant_id);
+      hooks.onTenantDeleted?.(row.tenant_id);
+    }
+    hooks.onTenantChanged?.(row.tenant_id);
+  }
+  if (created.length) log('warn', 'platform rebuild re-created missing tenant schemas: rebuild their catalog and audit (replay <name> --tenant <slug>)', { tenants: created });
+  if (dropped.length) log('warn', 'platform rebuild dropped the schemas of erased tenants', { tenants: dropped });
+  return { tenants: rows.length, created, dropped };
 }

@@ -1,5 +1,5 @@
 /**
- * npm run replay -- <projection> [--url http://127.0.0.1:3000]      (audit, analytics, catalog)
+ * npm run replay -- <projection> [--url http://127.0.0.1:3000]      (audit, analytics, catalog; platform in place)
  * npm run replay -- <projection> --tenant <slug>      (only that tenant's rows, swapped in place; platform too)
  * npm run replay -- catalog --tenant <slug> --until <ISO time | position> --into <name>
  *
@@ -54,7 +54,7 @@ async function main(): Promise<number> {
   for (;;) {
     await new Promise((r) => setTimeout(r, 250));
     const res = await fetch(`${base}/v1/admin/projections`, { headers });
-    const list = (await res.json()) as { items: { name: string; rebuild: { done: number; total: number | null; eventsPerSecond: number; etaSeconds: number | null; state: string; error: string | null; version: number; tenant?: string } | null }[] };
+    const list = (await res.json()) as { items: { name: string; rebuild: { done: number; total: number | null; eventsPerSecond: number; etaSeconds: number | null; state: string; error: string | null; version: number; tenant?: string; inPlace?: boolean } | null }[] };
     const r = list.items.find((p) => p.name === name)?.rebuild;
     if (!r || r.tenant !== tenant) continue;
     const what = tenant === undefined ? name : `${name} (tenant ${tenant})`;
@@ -64,7 +64,8 @@ async function main(): Promise<number> {
     const line = `${what} v${r.version} ${bar} ${r.done}${r.total ? `/${r.total}` : ''} events  ${r.eventsPerSecond} ev/s  ETA ${r.etaSeconds ?? '?'} s`;
     process.stdout.write(tty ? `\r${line}` : `${line}\n`);
     if (r.state === 'switched') {
-      process.stdout.write(tenant === undefined ? `\n${name}: rebuilt as version ${r.version}; reads switched.\n` : `\n${what}: rebuilt from the event store; its rows switched in version ${r.version}.\n`);
+      const whole = r.inPlace ? `${name}: rebuilt in place from the event store (version ${r.version}); reads switched.` : `${name}: rebuilt as version ${r.version}; reads switched.`;
+      process.stdout.write(tenant === undefined ? `\n${whole}\n` : `\n${what}: rebuilt from the event store; its rows switched in version ${r.version}.\n`);
       return 0;
     }
     if (r.state === 'failed') {

@@ -232,7 +232,7 @@ export function openApiDocument() {
       '/v1/admin/projections/history': { get: { summary: 'Projection lag, one sample a minute, last hour (operator)', security: operator, responses: { '200': ok('samples'), ...errors(401) } } },
       '/v1/admin/projections/{name}/rebuild': {
         post: {
-          summary: 'Rebuild a read model (audit, analytics, catalog) from position 0 beside the live one, then switch reads (the catalog re-links its documents to the chunk sets the tenant holds); with `tenant`, only that tenant\'s rows, swapped in place; `platform` only with `tenant` (a whole-platform rebuild answers 409) (operator)',
+          summary: 'Rebuild a read model (audit, analytics, catalog) from position 0 beside the live one, then switch reads (the catalog re-links its documents to the chunk sets the tenant holds); with `tenant`, only that tenant\'s rows, swapped in place; `platform` is rebuilt in place, whole or one tenant (scratch copy swapped in, version unchanged, `inPlace: true`; schemas and roles then reconciled with the rows); 409 while a rebuild of that projection runs (operator)',
           security: operator,
           parameters: [{ name: 'name', in: 'path', required: true, schema: { type: 'string', enum: ['audit', 'analytics', 'catalog', 'platform'] } }],
           requestBody: {
@@ -247,7 +247,7 @@ export function openApiDocument() {
               },
             },
           },
-          responses: { '202': ok('rebuild started: progress (name, version, done, total, eventsPerSecond, etaSeconds, state, tenant?)'), ...errors(400, 401, 404, 409) },
+          responses: { '202': ok('rebuild started: progress (name, version, done, total, eventsPerSecond, etaSeconds, state, tenant?, inPlace?)'), ...errors(400, 401, 404, 409) },
         },
       },
       '/v1/admin/tenants/{id}/audit': { get: { summary: 'Recent audit events of a tenant (operator)', security: operator, parameters: [idParam('id')], responses: { '200': ok('entries'), ...errors(401, 404) } } },

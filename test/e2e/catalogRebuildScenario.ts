@@ -1,6 +1,7 @@
 import request from 'supertest';
 import { tenantSchema } from '../../contracts/naming';
-import { catalogViewVersions } from '../../infra/postgres/schema';
+import { withTransaction } from '../../infra/postgres/pool';
+import { catalogViewVersions, createTenantSchema } from '../../infra/postgres/schema';
 import type { Product } from '../../services/product';
 import { appendActivity } from '../support/activity';
 import { eventually } from '../support/eventually';
@@ -238,19 +239,87 @@ export function catalogRebuildScenario(opts: ScenarioOptions): void {
     expect((await product.deps.pool.query('SELECT to_regclass($1) AS t', ['platform.users_v0'])).rows[0].t).toBeNull();
   });
 
-  it('answers 409 to a second catalog rebuild while one runs, and 409 for platform', async () => {
+  it('rebuilds the whole platform in place (replay platform) while both tenants search and sign in: drift in every tenant repaired, the erased tenant stays erased', async () => {
+    const rows = async (t: TestTenant) =>
+      (
+        await product.deps.pool.query<{ c: string }>(
+          `SELECT coalesce((SELECT md5(string_agg(row_to_json(x)::text, ',')) FROM platform.tenants x WHERE tenant_id = $1), '-') || '/' ||
+                  coalesce((SELECT md5(string_agg(row_to_json(x)::text, ',' ORDER BY user_id)) FROM platform.users x WHERE tenant_id = $1), '-') || '/' ||
+                  coalesce((SELECT md5(string_agg(row_to_json(x)::text, ',' ORDER BY token_id)) FROM platform.api_tokens x WHERE tenant_id = $1), '-') AS c`,
+          [t.id],
+        )
+      ).rows[0]!.c;
+    const token = await request(product.app).post('/v1/api-tokens').set(b.auth).send({ name: 'whole', role: 'viewer' });
+    expect(token.status).toBe(201);
+    const asToken = () => request(product.app).get('/v1/documents').set({ Authorization: `Bearer ${token.body.token}` });
+    await eventually(asToken, (r) => r.status === 200, opts.waitMs);
+    const before = { a: await rows(a), b: await rows(b), erased: await rows(erased) };
+    expect((await product.deps.pool.query('SELECT status FROM platform.tenants WHERE tenant_id = $1', [erased.id])).rows[0]?.status).toBe('deleted');
+    // Behind the product's back, in both tenants: a demoted owner, a user who was never added, a lost token.
+    await product.deps.pool.query(`UPDATE platform.users SET role = 'viewer' WHERE tenant_id = $1`, [a.id]);
+    await product.deps.pool.query(
+      `INSERT INTO platform.users (tenant_id, user_id, email, role, password_hash, created_at) SELECT tenant_id, gen_random_uuid(), 'intruder@example.test', 'owner', password_hash, now() FROM platform.users WHERE tenant_id = $1 LIMIT 1`,
+      [b.id],
+    );
+    await product.deps.pool.query('DELETE FROM platform.api_tokens WHERE token_id = $1', [token.body.id]);
+    // And a schema of the erased tenant made again (as if its erasure had stopped half way).
+    await withTransaction(product.deps.pool, (c) => createTenantSchema(c, erased.id));
+    expect([await rows(a), await rows(b)]).not.toEqual([before.a, before.b]);
+    const version = product.deps.manager.version('platform');
+
+    // Sign-ins of both tenants beside the searches (paced: logins are throttled to 10 a burst): every one answers 200.
+    let finished = false;
+    let logins = 0;
+    const signIns = (async () => {
+      for (let round = 0; round < 5 && !finished; round++) {
+        if (round > 0) await new Promise((r) => setTimeout(r, 400));
+        for (const [t, base] of [[a, 'catalog-a'], [b, 'catalog-b']] as const) {
+          const r = await request(product.app).post('/v1/auth/login').send({ tenant: t.slug, email: `owner@${base}.test`, password: 'correct horse battery staple' });
+          expect(r.status).toBe(200);
+          logins++;
+        }
+      }
+    })();
+    const { result: cli, loops } = await readWhile(runReplay(product, ['platform'], opts.waitMs * 2)).finally(() => void (finished = true));
+    await signIns;
+    expect({ code: cli.code, tail: cli.stdout.slice(-300) + cli.stderr.slice(-300) }).toMatchObject({ code: 0 });
+    expect(cli.stdout).toContain('platform: rebuilt in place from the event store');
+    expect(loops).toBeGreaterThan(0);
+    expect(logins).toBeGreaterThan(0);
+
+    expect({ a: await rows(a), b: await rows(b), erased: await rows(erased) }).toEqual(before);
+    expect((await request(product.app).get('/v1/me').set(a.auth)).body.role).toBe('owner');
+    expect((await asToken()).status).toBe(200);
+    expect((await request(product.app).post('/v1/auth/login').send({ tenant: b.slug, email: 'intruder@example.test', password: 'correct horse battery staple' })).status).toBe(401);
+    // Erasure is final: the record stays 'deleted', no schema, no sign-in, the slug still taken.
+    expect((await product.deps.pool.query('SELECT 1 FROM pg_namespace WHERE nspname = $1', [tenantSchema(erased.id)])).rowCount).toBe(0);
+    expect((await request(product.app).post('/v1/auth/login').send({ tenant: erased.slug, email: 'owner@catalog-erased.test', password: 'correct horse battery staple' })).status).toBe(401);
+    const again = await request(product.app).post('/v1/tenants').set(op).send({ name: 'again', slug: erased.slug, owner: { email: 'owner@catalog-erased.test', password: 'correct horse battery staple' } });
+    expect(again.status).toBe(409);
+    // In place: the same version, no scratch table left, reported as rebuilt.
+    expect(product.deps.manager.version('platform')).toBe(version);
+    for (const t of ['platform.tenants_v0', 'platform.users_v0', 'platform.api_tokens_v0']) expect((await product.deps.pool.query('SELECT to_regclass($1) AS t', [t])).rows[0].t).toBeNull();
+    const info = (await request(product.app).get('/v1/admin/projections').set(op)).body.items.find((p: { name: string }) => p.name === 'platform');
+    expect(info).toMatchObject({ version, rebuildable: true, tenant_rebuildable: true, rebuild: { state: 'switched', error: null } });
+    expect(info.rebuild.tenant).toBeUndefined();
+  });
+
+  it('answers 409 to a second rebuild of a projection while one runs (whole or one tenant)', async () => {
     const first = await request(product.app).post('/v1/admin/projections/catalog/rebuild').set(op).send({ tenant: b.slug });
     expect(first.status).toBe(202);
     const second = await request(product.app).post('/v1/admin/projections/catalog/rebuild').set(op).send({});
     expect(second.status).toBe(409);
     expect(second.headers['content-type']).toMatch(/problem\+json/);
-    expect((await request(product.app).post('/v1/admin/projections/platform/rebuild').set(op).send({})).status).toBe(409);
+    expect((await request(product.app).post('/v1/admin/projections/platform/rebuild').set(op).send({})).status).toBe(202);
+    expect((await request(product.app).post('/v1/admin/projections/platform/rebuild').set(op).send({ tenant: a.slug })).status).toBe(409);
     // An erased tenant cannot be rebuilt back.
     for (const name of ['platform', 'catalog']) expect((await request(product.app).post(`/v1/admin/projections/${name}/rebuild`).set(op).send({ tenant: erased.slug })).status).toBe(404);
-    await eventually(
-      async () => (await request(product.app).get('/v1/admin/projections').set(op)).body.items.find((p: { name: string }) => p.name === 'catalog').rebuild,
-      (r) => r?.state === 'switched' || r?.state === 'failed',
-      opts.waitMs,
-    ).then((r) => expect(r.state).toBe('switched'));
+    for (const name of ['catalog', 'platform']) {
+      await eventually(
+        async () => (await request(product.app).get('/v1/admin/projections').set(op)).body.items.find((p: { name: string }) => p.name === name).rebuild,
+        (r) => r?.state === 'switched' || r?.state === 'failed',
+        opts.waitMs,
+      ).then((r) => expect(r).toMatchObject({ state: 'switched', error: null }));
+    }
   });
 }

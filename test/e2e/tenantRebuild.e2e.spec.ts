@@ -227,13 +227,12 @@ describe('rebuilding one tenant of a live projection (replay --tenant)', () => {
     }
   });
 
-  it('refuses unknown tenants and projections, projections it cannot rebuild, invalid bodies, and a second rebuild at once', async () => {
+  it('refuses unknown tenants and projections, invalid bodies, and a second rebuild at once', async () => {
     const post = (name: string, body: unknown) => request(product.app).post(`/v1/admin/projections/${name}/rebuild`).set(op).send(body as object);
     const unknownTenant = await post('audit', { tenant: 'no-such-tenant' });
     expect(unknownTenant.status).toBe(404);
     expect(unknownTenant.headers['content-type']).toMatch(/problem\+json/);
     expect((await post('nope', { tenant: a.slug })).status).toBe(404);
-    expect((await post('platform', {})).status).toBe(409);
     const invalid = await post('audit', { tenant: 7 });
     expect(invalid.status).toBe(400);
     expect(invalid.headers['content-type']).toMatch(/problem\+json/);
