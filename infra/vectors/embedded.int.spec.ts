@@ -109,6 +109,24 @@ describe('embedded knowledge index (integration)', () => {
     expect(await index.keyword(acme, 'wing supersonic payroll', { topK: 10 })).toEqual(before);
   });
 
+  it("hydration through one pooled connection (its statement prepared once) reads each tenant's own rows", async () => {
+    const one = createPool(dbUrl, { max: 1 });
+    const ix = createEmbeddedIndex(one, { embedderId: () => embedder.id });
+    try {
+      const ours = { documentId: wing, version: 1, chunkIndex: 1, score: 1 };
+      const theirs = { documentId: secret, version: 1, chunkIndex: 0, score: 1 };
+      for (let i = 0; i < 3; i++) {
+        expect((await ix.hydrate(acme, [ours])).map((h) => h.text)).toEqual(['The wing tip vortex and the wing root.']);
+        expect((await ix.hydrate(globex, [theirs])).map((h) => h.text)).toEqual(['Wing payroll supersonic vault code, wing wing.']);
+        // Another tenant's chunk named in a hydration is not found.
+        expect(await ix.hydrate(acme, [theirs])).toEqual([]);
+      }
+    } finally {
+      await ix.close();
+      await one.end();
+    }
+  });
+
   it('an activation during the first load is not lost', async () => {
     const fresh = createEmbeddedIndex(pool, { embedderId: () => embedder.id });
     const late = randomUUID();

@@ -152,6 +152,27 @@ export interface EmbeddedIndexOptions {
 const ANALYZE_SQL = `SELECT lexeme, COALESCE(array_length(positions, 1), 1) AS n FROM unnest(to_tsvector('english', $1))`;
 
 /**
+ * A search's chunks, texts and filenames; a candidate names its chunk set, one without (an older
+ * caller) reads the document's first set. Only a ready version's chunks come back.
+ */
+const HYDRATE_SQL = `SELECT c.document_id, c.version, c.chunk_index, c.text, c.heading_path, c.page, d.filename, c.embedder_id
+  FROM unnest($1::uuid[], $2::int[], $3::int[], $4::text[]) AS k(document_id, version, chunk_index, embedder_id)
+  JOIN document_index di ON di.document_id = k.document_id AND di.ready_version = k.version
+  JOIN chunks c ON c.document_id = k.document_id AND c.version = k.version AND c.chunk_index = k.chunk_index
+    AND c.embedder_id = COALESCE(k.embedder_id, di.embedder_id)
+  JOIN documents d ON d.document_id = c.document_id`;
+
+/**
+ * The two statements every search runs are named, so each pooled connection parses them once and
+ * then reuses the plan: planning the hydrate join (views included) cost 0.6 of its 1.0 ms per
+ * search. Safe across tenants: PostgreSQL re-parses a prepared statement whenever search_path
+ * differs from its previous use (so it reads the current tenant's schema) and checks privileges
+ * under the current role at every execution.
+ */
+const ANALYZE_STATEMENT = 'tenant_rag_analyze_query';
+const HYDRATE_STATEMENT = 'tenant_rag_hydrate';
+
+/**
  * vectors[base .. base + dims) . query, for the exact scan and for scoring graph candidates (one
  * order of operations: the same float result). Four partial sums: independent chains pipeline
  * (about 1.8x the single-sum loop).
@@ -484,7 +505,7 @@ export function createEmbeddedIndex(pool: Pool, opts: EmbeddedIndexOptions): Kno
 
   /** Query terms (lexeme -> occurrences), analysed by PostgreSQL as the chunks were. */
   async function analyze(query: string): Promise<TermCounts> {
-    const r = await pool.query<{ lexeme: string; n: number }>(ANALYZE_SQL, [query]);
+    const r = await pool.query<{ lexeme: string; n: number }>({ name: ANALYZE_STATEMENT, text: ANALYZE_SQL, values: [query] });
     return new Map(r.rows.map((row) => [row.lexeme, Number(row.n)]));
   }
 
@@ -688,16 +709,11 @@ export function createEmbeddedIndex(pool: Pool, opts: EmbeddedIndexOptions): Kno
             page: number | null;
             filename: string;
             embedder_id: string;
-          }>(
-            // A candidate names its chunk set; one without (an older caller) reads the document's first set.
-            `SELECT c.document_id, c.version, c.chunk_index, c.text, c.heading_path, c.page, d.filename, c.embedder_id
-             FROM unnest($1::uuid[], $2::int[], $3::int[], $4::text[]) AS k(document_id, version, chunk_index, embedder_id)
-             JOIN document_index di ON di.document_id = k.document_id AND di.ready_version = k.version
-             JOIN chunks c ON c.document_id = k.document_id AND c.version = k.version AND c.chunk_index = k.chunk_index
-               AND c.embedder_id = COALESCE(k.embedder_id, di.embedder_id)
-             JOIN documents d ON d.document_id = c.document_id`,
-            [candidates.map((x) => x.documentId), candidates.map((x) => x.version), candidates.map((x) => x.chunkIndex), candidates.map((x) => x.embedderId ?? null)],
-          );
+          }>({
+            name: HYDRATE_STATEMENT,
+            text: HYDRATE_SQL,
+            values: [candidates.map((x) => x.documentId), candidates.map((x) => x.version), candidates.map((x) => x.chunkIndex), candidates.map((x) => x.embedderId ?? null)],
+          });
           const byKey = new Map(r.rows.map((row) => [`${row.document_id}/${row.version}/${row.chunk_index}`, row]));
           const hits: Hit[] = [];
           for (const cand of candidates) {
