@@ -694,37 +694,42 @@ export function createEmbeddedIndex(pool: Pool, opts: EmbeddedIndexOptions): Kno
       });
     },
     stats,
-    async hydrate(tenantId, candidates) {
-      if (candidates.length === 0) return [];
-      return withTenant(
-        pool,
-        tenantId,
-        async (c) => {
-          const r = await c.query<{
-            document_id: string;
-            version: number;
-            chunk_index: number;
-            text: string;
-            heading_path: string[];
-            page: number | null;
-            filename: string;
-            embedder_id: string;
-          }>({
-            name: HYDRATE_STATEMENT,
-            text: HYDRATE_SQL,
-            values: [candidates.map((x) => x.documentId), candidates.map((x) => x.version), candidates.map((x) => x.chunkIndex), candidates.map((x) => x.embedderId ?? null)],
-          });
-          const byKey = new Map(r.rows.map((row) => [`${row.document_id}/${row.version}/${row.chunk_index}`, row]));
-          const hits: Hit[] = [];
-          for (const cand of candidates) {
-            const row = byKey.get(`${cand.documentId}/${cand.version}/${cand.chunkIndex}`);
-            if (!row) continue;
-            hits.push({ ...cand, embedderId: row.embedder_id, text: row.text, filename: row.filename, headingPath: row.heading_path ?? [], page: row.page });
-          }
-          return hits;
-        },
-        { readOnly: true },
-      );
+    hydrate(tenantId, candidates) {
+      if (candidates.length === 0) return Promise.resolve([]);
+      // Answers as soon as the rows are read: the COMMIT of the read-only transaction (withTenant
+      // still sends it, then releases the connection) changes nothing read, so the search does
+      // not wait a round trip for it. An error before the rows are in rolls back and rejects.
+      return new Promise<Hit[]>((resolve, reject) => {
+        withTenant(
+          pool,
+          tenantId,
+          async (c) => {
+            const r = await c.query<{
+              document_id: string;
+              version: number;
+              chunk_index: number;
+              text: string;
+              heading_path: string[];
+              page: number | null;
+              filename: string;
+              embedder_id: string;
+            }>({
+              name: HYDRATE_STATEMENT,
+              text: HYDRATE_SQL,
+              values: [candidates.map((x) => x.documentId), candidates.map((x) => x.version), candidates.map((x) => x.chunkIndex), candidates.map((x) => x.embedderId ?? null)],
+            });
+            const byKey = new Map(r.rows.map((row) => [`${row.document_id}/${row.version}/${row.chunk_index}`, row]));
+            const hits: Hit[] = [];
+            for (const cand of candidates) {
+              const row = byKey.get(`${cand.documentId}/${cand.version}/${cand.chunkIndex}`);
+              if (!row) continue;
+              hits.push({ ...cand, embedderId: row.embedder_id, text: row.text, filename: row.filename, headingPath: row.heading_path ?? [], page: row.page });
+            }
+            resolve(hits);
+          },
+          { readOnly: true },
+        ).catch(reject);
+      });
     },
     async dropEmbedderSets(tenantId, embedderId) {
       if (!(await tenantSchemaExists(pool, tenantId))) return;
