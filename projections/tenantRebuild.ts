@@ -26,17 +26,16 @@ import { applyBatch, checkpointName, type Projection, type RunnerOptions, tenant
  *    tables, i.e. no live batch has read the old rows it would then build on (the audit chain's
  *    previous hash, analytics' previous document size). If one has, the switch rolls back and is
  *    retried; readers wait at most that timeout and never see an error or an empty table.
+ *
+ * The same machinery rebuilds EVERY tenant's rows (`tenantId: null`) of a projection whose tables
+ * all carry a tenant column: the whole platform read model, in place, without creating or
+ * dropping a schema or role while it runs (projections/platform/platformProjection.ts reconciles
+ * those afterwards). Its progress is a plain RebuildProgress (no `tenant`).
  */
 export interface TenantRebuildProgress extends RebuildProgress {
   tenant: string;
 }
 
-/**
- * The same machinery rebuilds EVERY tenant's rows of a projection whose rows all carry a tenant
- * column (`tenantId: null`): the whole platform read model, in place, without creating or
- * dropping a schema or role while it runs (projections/platform/platformProjection.ts reconciles
- * those afterwards). Its progress is a plain RebuildProgress (no `tenant`).
- */
 
 /** Version whose tables hold a tenant rebuild's scratch copy: never a live or building version (those start at 1). */
 export const SCRATCH_VERSION = 0;
@@ -82,8 +81,8 @@ const TENANT_HOOKS: Record<string, { prepare(pool: Pool, tenantId: string, liveV
 };
 
 export const tenantRebuildable = (name: string): boolean => name in TENANT_TABLES;
-/** Projections whose every tenant's rows can be rebuilt in place at once (every table has a tenant column). */
-export const wholeRowsRebuildable = (name: string): boolean => name === 'platform';
+/** Projections whose every tenant's rows can be rebuilt in place at once: every table has a tenant column. */
+export const wholeRowsRebuildable = (name: string): boolean => !!TENANT_TABLES[name]?.(SCRATCH_VERSION, '').every((t) => t.tenantColumn);
 
 const ident = (s: string) => `"${s.replace(/"/g, '""')}"`;
 const qualified = (t: TenantTable) => `${ident(t.schema)}.${ident(t.table)}`;
@@ -215,7 +214,6 @@ async function rebuildTenantOnce(opts: TenantRebuildOptions): Promise<TenantRebu
   if (opts.liveVersion === SCRATCH_VERSION) throw new Error(`version ${SCRATCH_VERSION} is reserved for scratch copies`);
   const live = tablesOf(opts.liveVersion, tenantId ?? '');
   const scratchTables = tablesOf(SCRATCH_VERSION, tenantId ?? '');
-  if (tenantId === null && live.some((t) => !t.tenantColumn)) throw new Error(`projection ${opts.name} has tables without a tenant column`);
   const base = checkpointName({ name: opts.name, version: opts.liveVersion });
   const scratchId = { name: opts.name, version: SCRATCH_VERSION };
 

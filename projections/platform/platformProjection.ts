@@ -140,7 +140,9 @@ export async function reconcilePlatform(
   const rows = (
     await pool.query<{ tenant_id: string; status: string }>('SELECT tenant_id::text AS tenant_id, status FROM platform.tenants WHERE $1::text IS NULL OR tenant_id::text = $1', [tenantId])
   ).rows;
-  const schemas = new Set((await pool.query<{ nspname: string }>('SELECT nspname FROM pg_namespace')).rows.map((r) => r.nspname));
+  const schemas = new Set(
+    (await pool.query<{ nspname: string }>('SELECT nspname FROM pg_namespace WHERE nspname = ANY($1)', [rows.map((r) => tenantSchema(r.tenant_id))])).rows.map((r) => r.nspname),
+  );
   const created: string[] = [];
   const dropped: string[] = [];
   for (const row of rows) {
