@@ -49,8 +49,35 @@ export function foldStream<S, E extends DomainEvent>(aggregate: Aggregate<S, E>,
 }
 
 /**
- * read stream -> decide -> append(expected revision). A concurrent writer makes the append fail
- * with 409 (or 412 when the client pinned a revision with If-Match), never a lost write.
+ * A command that lost an optimistic-concurrency race without a pinned revision is decided again on
+ * the stream's new state: the decider is pure, so re-running it is exactly what a client's retry
+ * would do, and two admins issuing tokens at once both get theirs (or the decider's own answer).
+ * Commands on one stream are also taken one at a time within a process, so races are left only
+ * between processes; a stream that keeps moving for every attempt answers 409.
+ */
+export const COMMAND_ATTEMPTS = 8;
+const backoffMs = (attempt: number) => 1 + Math.floor(Math.random() * Math.min(200, 5 * 2 ** attempt));
+
+/** Per-stream queue of this process's commands; an entry lives only while commands wait on it. */
+const streamTails = new Map<string, Promise<void>>();
+async function oneAtATime<T>(streamId: string, fn: () => Promise<T>): Promise<T> {
+  const before = streamTails.get(streamId) ?? Promise.resolve();
+  let release!: () => void;
+  const tail = before.then(() => new Promise<void>((r) => (release = r)));
+  streamTails.set(streamId, tail);
+  await before;
+  try {
+    return await fn();
+  } finally {
+    release();
+    if (streamTails.get(streamId) === tail) streamTails.delete(streamId);
+  }
+}
+
+/**
+ * read stream -> decide -> append(expected revision). A concurrent writer makes the append fail;
+ * unpinned commands are re-decided (COMMAND_ATTEMPTS in all), then answer 409; a command pinned
+ * with If-Match answers 412 at once. Never a lost write.
  */
 export async function handle<S, E extends DomainEvent>(
   store: EventStore,
@@ -60,30 +87,38 @@ export async function handle<S, E extends DomainEvent>(
   decide: (state: S) => E[],
   options: { ifMatch?: bigint } = {},
 ): Promise<HandleResult<S, E>> {
-  const { events: recorded, revision } = await store.readStream(streamId);
-  if (options.ifMatch !== undefined && options.ifMatch !== revision) {
-    throw new PreconditionFailedError(`revision is ${revision === null ? 'none' : String(revision)}, not ${String(options.ifMatch)}`);
-  }
-  const state = foldStream(aggregate, recorded);
-  const events = decide(state);
-  if (events.length === 0) return { events, state, revision, position: null };
-  const expectedRevision: ExpectedRevision = revision === null ? 'no_stream' : revision;
-  try {
-    const result = await store.appendToStream(
-      streamId,
-      events.map((e) => ({ eventId: randomUUID(), type: e.type, data: e.data, metadata: metadataFor(ctx, e.type) })),
-      { expectedRevision },
-    );
-    for (const o of appendObservers) o(events.map((e) => e.type));
-    const next = events.reduce((s, e) => aggregate.evolve(s, e), state);
-    return { events, state: next, revision: result.nextExpectedRevision, position: result.position };
-  } catch (err) {
-    if (err instanceof WrongExpectedRevisionError) {
-      if (options.ifMatch !== undefined) throw new PreconditionFailedError('the resource changed meanwhile');
-      throw new ConflictError('the resource was changed by a concurrent request; retry');
+  const attempt = async (): Promise<HandleResult<S, E> | 'lost'> => {
+    const { events: recorded, revision } = await store.readStream(streamId);
+    if (options.ifMatch !== undefined && options.ifMatch !== revision) {
+      throw new PreconditionFailedError(`revision is ${revision === null ? 'none' : String(revision)}, not ${String(options.ifMatch)}`);
     }
-    if (err instanceof StreamDeletedError) throw new ConflictError('the resource was permanently deleted');
-    throw err;
+    const state = foldStream(aggregate, recorded);
+    const events = decide(state);
+    if (events.length === 0) return { events, state, revision, position: null };
+    const expectedRevision: ExpectedRevision = revision === null ? 'no_stream' : revision;
+    try {
+      const result = await store.appendToStream(
+        streamId,
+        events.map((e) => ({ eventId: randomUUID(), type: e.type, data: e.data, metadata: metadataFor(ctx, e.type) })),
+        { expectedRevision },
+      );
+      for (const o of appendObservers) o(events.map((e) => e.type));
+      const next = events.reduce((s, e) => aggregate.evolve(s, e), state);
+      return { events, state: next, revision: result.nextExpectedRevision, position: result.position };
+    } catch (err) {
+      if (err instanceof WrongExpectedRevisionError) {
+        if (options.ifMatch !== undefined) throw new PreconditionFailedError('the resource changed meanwhile');
+        return 'lost';
+      }
+      if (err instanceof StreamDeletedError) throw new ConflictError('the resource was permanently deleted');
+      throw err;
+    }
+  };
+  for (let n = 1; ; n++) {
+    const result = await oneAtATime(streamId, attempt);
+    if (result !== 'lost') return result;
+    if (n >= COMMAND_ATTEMPTS) throw new ConflictError('the resource was changed by concurrent requests; retry');
+    await new Promise<void>((r) => setTimeout(r, backoffMs(n)));
   }
 }
 

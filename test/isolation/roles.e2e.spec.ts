@@ -75,7 +75,7 @@ describe('roles: what viewers, members, admins and owners may do', () => {
 
     const ownerId = (await must(http().get('/v1/me').set(t.auth), 200, 'me')).body.actor.replace('user:', '');
     actors.owner = { role: 'owner', id: ownerId, auth: t.auth };
-    // Commands on the tenant's stream are sequential (concurrent ones conflict with 409, by design).
+    // Commands on the tenant's stream, one after the other (concurrent ones would be re-decided by the handler).
     for (const role of ['viewer', 'member', 'admin'] as Role[]) {
       const email = `${role}@roles.test`;
       actors[role] = await loginAs(role, email, await addUser(role, email));
