@@ -10,6 +10,7 @@
 import { readFileSync } from 'node:fs';
 import { createPool } from '../infra/postgres/pool';
 import { createEmbeddedIndex } from '../infra/vectors/embedded';
+import { DEFAULT_HEAP_GROWTH_PERCENT, limitHeapGrowth } from '../services/core/heap';
 import type { Embedder } from '../services/core/ports';
 import { search } from '../services/search/search';
 import { ChunkGenerator } from './search';
@@ -26,6 +27,8 @@ export interface ChildResult {
   heapBaseline: number;
   hwm: number;
   rssSamples: number[];
+  /** process.memoryUsage() after the final full GC: where the retained bytes are (V8 heap or buffers). */
+  memAfterGc: NodeJS.MemoryUsage;
   stats: unknown;
 }
 
@@ -46,6 +49,8 @@ const hwm = () => Number(/VmHWM:\s+(\d+)/.exec(readFileSync('/proc/self/status',
 
 async function main(): Promise<void> {
   if (!process.send) throw new Error('bench/indexChild.ts runs as a child of bench/indexScale.ts');
+  // As services/main.ts does for the product.
+  limitHeapGrowth(Number(process.env.HEAP_GROWTH_PERCENT || DEFAULT_HEAP_GROWTH_PERCENT));
   const pool = createPool(process.env.DATABASE_URL!, { max: 4, applicationName: 'bench index child' });
   const embedderId = process.env.BENCH_EMBEDDER_ID!;
   const index = createEmbeddedIndex(pool, { embedderId: () => embedderId, memoryMb: Number(process.env.INDEX_MEMORY_MB) });
@@ -86,7 +91,7 @@ async function main(): Promise<void> {
       gc();
       const mem = process.memoryUsage();
       const result: ChildResult = {
-        single, cold, warm, warmLoads, rssAfterGc: mem.rss, heapAfterGc: mem.heapUsed + mem.external, rssBaseline: before.rss, heapBaseline: before.heapUsed + before.external, hwm: hwm(), rssSamples, stats: index.stats!(),
+        single, cold, warm, warmLoads, rssAfterGc: mem.rss, heapAfterGc: mem.heapUsed + mem.external, rssBaseline: before.rss, heapBaseline: before.heapUsed + before.external, hwm: hwm(), rssSamples, memAfterGc: mem, stats: index.stats!(),
       };
       process.send!({ type: 'result', result });
     } catch (err) {

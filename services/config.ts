@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Config } from './gateway/context';
+import { DEFAULT_HEAP_GROWTH_PERCENT } from './core/heap';
 
 /** Every environment variable the product reads (documented in README.md, "Configuration"). */
 export interface Env {
@@ -35,6 +36,8 @@ export interface Env {
   indexConcurrency: number;
   /** INDEX_MEMORY_MB: budget of the embedded index's loaded tenants (MiB); least recently searched evicted beyond it. */
   indexMemoryMb: number;
+  /** HEAP_GROWTH_PERCENT: V8's old-generation growth between major GCs (services/core/heap.ts); 0: V8's own. */
+  heapGrowthPercent: number;
   /** INDEX_HNSW_MIN_CHUNKS: vectors a tenant needs for an HNSW graph in the embedded index (0: never). */
   indexHnswMinChunks: number;
   logLevel: string;
@@ -55,6 +58,13 @@ const positive = (n: number, name: string): number => {
 };
 
 export class ConfigError extends Error {}
+
+const heapGrowth = (v: string | undefined): number => {
+  if (v === undefined || v === '') return DEFAULT_HEAP_GROWTH_PERCENT;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0 || n > 1000) throw new ConfigError(`HEAP_GROWTH_PERCENT must be a whole number from 0 to 1000, got ${JSON.stringify(v)}`);
+  return n;
+};
 
 /** 1 s to 10 min: shorter cannot even stop PostgreSQL cleanly, longer outlasts any supervisor's patience. */
 function shutdownTimeout(v: string | undefined): number {
@@ -125,6 +135,7 @@ export function loadEnv(e: NodeJS.ProcessEnv = process.env): Env {
     activityFlushMs: Math.min(5000, Math.max(1, int(e.ACTIVITY_FLUSH_MS, 250, 'ACTIVITY_FLUSH_MS'))),
     indexConcurrency: int(e.INDEX_CONCURRENCY, 2, 'INDEX_CONCURRENCY'),
     indexMemoryMb: positive(int(e.INDEX_MEMORY_MB, 512, 'INDEX_MEMORY_MB'), 'INDEX_MEMORY_MB'),
+    heapGrowthPercent: heapGrowth(e.HEAP_GROWTH_PERCENT),
     indexHnswMinChunks: Math.floor(int(e.INDEX_HNSW_MIN_CHUNKS, 5_000, 'INDEX_HNSW_MIN_CHUNKS')),
     logLevel: e.LOG_LEVEL || 'info',
     adminTokenGenerated,

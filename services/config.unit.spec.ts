@@ -12,3 +12,15 @@ describe('SHUTDOWN_TIMEOUT_MS', () => {
     expect(() => loadEnv({ ...base, SHUTDOWN_TIMEOUT_MS: v } as NodeJS.ProcessEnv)).toThrow(ConfigError);
   });
 });
+
+describe('HEAP_GROWTH_PERCENT', () => {
+  it('defaults to 20 and takes a whole percentage, 0 for V8 its own policy', () => {
+    expect(loadEnv({ ...base } as NodeJS.ProcessEnv).heapGrowthPercent).toBe(20);
+    expect(loadEnv({ ...base, HEAP_GROWTH_PERCENT: '0' } as NodeJS.ProcessEnv).heapGrowthPercent).toBe(0);
+    expect(loadEnv({ ...base, HEAP_GROWTH_PERCENT: '35' } as NodeJS.ProcessEnv).heapGrowthPercent).toBe(35);
+  });
+
+  it.each(['-1', '2.5', 'ten', '1001'])('refuses %s as a configuration error (exit 78)', (v) => {
+    expect(() => loadEnv({ ...base, HEAP_GROWTH_PERCENT: v } as NodeJS.ProcessEnv)).toThrow(ConfigError);
+  });
+});

@@ -1,5 +1,6 @@
 import { findPortHolder, PortInUseError } from '../infra/net/portHolder';
 import { ConfigError, loadEnv } from './config';
+import { limitHeapGrowth } from './core/heap';
 import { ALL_ROLES, type Product, PROJECTION_NAMES, type Roles, startProduct } from './product';
 
 /**
@@ -41,6 +42,7 @@ async function main(): Promise<void> {
     }
     throw err;
   }
+  limitHeapGrowth(env.heapGrowthPercent);
   const roles = rolesFrom(process.argv.slice(2));
   // A signal while starting: stop what has started once it has, then exit; a second one exits now
   // (the watchdog stops an embedded PostgreSQL already started).

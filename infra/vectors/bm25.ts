@@ -12,9 +12,10 @@
  * N, df and avglen are over the tenant's searchable chunks. One instance per tenant: terms, postings
  * and statistics are never shared between tenants.
  *
- * Layout (memory ~5 bytes per posting plus ~13 bytes per chunk and the term dictionary): a main
- * segment in compressed sparse rows (per term id: ascending slots in an Int32Array, term
- * frequencies in a Uint8Array, clamped at 255); an append segment for chunks added since the last
+ * Layout (memory ~5 bytes per posting plus ~13 bytes per chunk and ~20 bytes per term, in typed
+ * arrays off the V8 heap): a term dictionary (TermDict); a main segment in compressed sparse rows
+ * (per term id: ascending slots in an Int32Array, term frequencies in a Uint8Array, clamped at
+ * 255); an append segment for chunks added since the last
  * merge (per term a JS array of slot * 256 + tf, 8 bytes a posting), merged when it outgrows
  * max(32k postings, main / 8) so merging is amortised linear (main / 1 during a bulk load);
  * and a tombstone per removed chunk (dropped, and slots renumbered, by the next merge once removed
@@ -52,14 +53,8 @@ interface DocEntry {
 }
 
 const MAX_TF = 255;
-/** Estimated bytes of one term-dictionary entry beyond its characters, and of one document entry (see `bytes`). */
-const TERM_BYTES = 56;
+/** Estimated bytes of one document entry (see `bytes`). */
 const DOC_BYTES = 160;
-/**
- * V8 keeps a substring of 13 characters or more as a slice of its parent: a long lexeme cut from a
- * chunk's tsvector text would keep that whole text alive. New dictionary terms are copied flat.
- */
-const flat = (s: string) => (s.length >= 13 ? Buffer.from(s, 'utf8').toString('utf8') : s);
 const MIN_DELTA_MERGE = 32_768;
 
 function grow<T extends Int32Array | Uint8Array | Float64Array>(a: T, need: number): T {
@@ -71,12 +66,126 @@ function grow<T extends Int32Array | Uint8Array | Float64Array>(a: T, need: numb
   return b;
 }
 
+const encoder = new TextEncoder();
+let scratch = new Uint8Array(256);
+/** The term's UTF-8 bytes in the shared scratch buffer (valid until the next call); returns their length. */
+function encode(term: string): number {
+  if (scratch.length < term.length * 3) scratch = new Uint8Array(term.length * 3);
+  return encoder.encodeInto(term, scratch).written;
+}
+/** FNV-1a over bytes [from, to) of `b`. */
+function fnv1a(b: Uint8Array, from: number, to: number): number {
+  let h = 0x811c9dc5;
+  for (let i = from; i < to; i++) h = Math.imul(h ^ b[i]!, 0x01000193);
+  return h | 0;
+}
+
+/**
+ * One tenant's term dictionary (lexeme -> dense id, in order of first appearance) in typed arrays,
+ * off the V8 heap: the terms' UTF-8 bytes end to end, each id's start offset and hash, and an
+ * open-addressing table of ids. About 8 + bytes-of-the-term bytes a term plus a table of 2 to 4
+ * slots a term, where a Map<string, number> costs ~70 bytes of heap a term: the dictionary is most
+ * of a small tenant's keyword index, and keeping it out of the heap keeps V8's collector (whose heap
+ * grows past what it keeps) out of the index's memory budget.
+ */
+export class TermDict {
+  private chars: Uint8Array;
+  private used = 0;
+  private starts: Int32Array;
+  private hashes: Int32Array;
+  private table: Int32Array;
+  private n = 0;
+
+  constructor(capacity = 16, charCapacity = capacity * 8) {
+    this.chars = new Uint8Array(Math.max(16, charCapacity));
+    this.starts = new Int32Array(Math.max(16, capacity) + 1);
+    this.hashes = new Int32Array(Math.max(16, capacity));
+    let slots = 32;
+    while (slots < capacity * 2) slots *= 2;
+    this.table = new Int32Array(slots).fill(-1);
+  }
+
+  get size(): number {
+    return this.n;
+  }
+
+  get byteLength(): number {
+    return this.chars.byteLength + this.starts.byteLength + this.hashes.byteLength + this.table.byteLength;
+  }
+
+  /** The id of the term, or -1. */
+  get(term: string): number {
+    const len = encode(term);
+    return this.find(scratch, 0, len, fnv1a(scratch, 0, len));
+  }
+
+  /** The id of the term, added with the next id if it is new. */
+  intern(term: string): number {
+    const len = encode(term);
+    const h = fnv1a(scratch, 0, len);
+    const id = this.find(scratch, 0, len, h);
+    return id >= 0 ? id : this.append(scratch, 0, len, h);
+  }
+
+  /** UTF-8 bytes of the terms whose `keep[id]` is > 0 (to size a compacted copy). */
+  charsOf(keep: Int32Array): number {
+    let c = 0;
+    for (let id = 0; id < this.n; id++) if (keep[id]! > 0) c += this.starts[id + 1]! - this.starts[id]!;
+    return c;
+  }
+
+  /** Adds term `id` of `other` (absent here) with the next id. */
+  copyFrom(other: TermDict, id: number): number {
+    return this.append(other.chars, other.starts[id]!, other.starts[id + 1]!, other.hashes[id]!);
+  }
+
+  private find(b: Uint8Array, from: number, to: number, h: number): number {
+    const mask = this.table.length - 1;
+    const len = to - from;
+    for (let i = h & mask; ; i = (i + 1) & mask) {
+      const id = this.table[i]!;
+      if (id < 0) return -1;
+      if (this.hashes[id] !== h) continue;
+      const at = this.starts[id]!;
+      if (this.starts[id + 1]! - at !== len) continue;
+      let k = 0;
+      while (k < len && this.chars[at + k] === b[from + k]) k++;
+      if (k === len) return id;
+    }
+  }
+
+  private append(b: Uint8Array, from: number, to: number, h: number): number {
+    const id = this.n++;
+    const len = to - from;
+    if (this.used + len > this.chars.length) this.chars = grow(this.chars, this.used + len);
+    this.chars.set(b.subarray(from, to), this.used);
+    this.used += len;
+    if (id + 2 > this.starts.length) this.starts = grow(this.starts, id + 2);
+    if (id + 1 > this.hashes.length) this.hashes = grow(this.hashes, id + 1);
+    this.starts[id + 1] = this.used;
+    this.hashes[id] = h;
+    if (this.n * 2 > this.table.length) this.rehash(this.table.length * 2);
+    else this.place(id);
+    return id;
+  }
+
+  private place(id: number): void {
+    const mask = this.table.length - 1;
+    let i = this.hashes[id]! & mask;
+    while (this.table[i]! >= 0) i = (i + 1) & mask;
+    this.table[i] = id;
+  }
+
+  private rehash(slots: number): void {
+    this.table = new Int32Array(slots).fill(-1);
+    for (let id = 0; id < this.n; id++) this.place(id);
+  }
+}
+
 export class Bm25Index {
   private readonly params: Bm25Params;
   // Terms
-  private termIds = new Map<string, number>();
-  /** Characters of the terms in termIds (for `bytes`). */
-  private termChars = 0;
+  private terms = new TermDict();
   // Main segment (CSR over term ids < mainTerms)
   private mainTerms = 0;
   private offsets = new Int32Array(1);
@@ -117,17 +226,15 @@ export class Bm25Index {
 
   /**
    * Estimated bytes held: the typed arrays' byteLength (postings, slots, statistics, scoring
-   * scratch), 8 bytes a posting in the append segment (a JS array element) and 40 bytes a list,
-   * and per-entry costs of the JS structures as V8 lays them out on 64-bit without pointer
-   * compression (Node 20): a term ~56 bytes + its length (a hash-map entry ~32, the string's
-   * header 16 + one byte a character, rounded), a document ~160 bytes (its id string 56, entry
-   * object 48, map entry and id slot ~56).
+   * scratch, the term dictionary), 8 bytes a posting in the append segment (a JS array element)
+   * and 40 bytes a list, and per document ~160 bytes of JS structures as V8 lays them out on 64-bit
+   * without pointer compression (Node 20): its id string 56, entry object 48, map entry and id slot ~56.
    */
   get bytes(): number {
     return (
       this.offsets.byteLength + this.postSlots.byteLength + this.postTfs.byteLength + this.deltaPostings * 8 + this.deltaTerms.length * 40 +
       this.slotDoc.byteLength + this.slotChunk.byteLength + this.slotLen.byteLength + this.alive.byteLength + this.acc.byteLength +
-      this.termIds.size * TERM_BYTES + this.termChars + this.docIds.length * 8 + this.docs.size * DOC_BYTES
+      this.terms.byteLength + this.docIds.length * 8 + this.docs.size * DOC_BYTES
     );
   }
 
@@ -152,12 +259,7 @@ export class Bm25Index {
       let len = 0;
       for (const [term, tf] of ch.terms) {
         if (!(tf > 0)) continue;
-        let id = this.termIds.get(term);
-        if (id === undefined) {
-          id = this.termIds.size;
-          this.termIds.set(flat(term), id);
-          this.termChars += term.length;
-        }
+        const id = this.terms.intern(term);
         let list = this.delta[id];
         if (!list) {
           this.delta[id] = list = [];
@@ -217,8 +319,8 @@ export class Bm25Index {
     const base = k1 * (1 - b);
     const scale = (k1 * b) / avgLen;
     for (const [term, qtf] of query) {
-      const id = this.termIds.get(term);
-      if (id === undefined || !(qtf > 0)) continue;
+      const id = this.terms.get(term);
+      if (id < 0 || !(qtf > 0)) continue;
       const df = this.documentFrequency(id);
       if (df <= 0) continue;
       const w = qtf * Math.log(1 + (n - df + 0.5) / (df + 0.5)) * (k1 + 1);
@@ -313,20 +415,15 @@ export class Bm25Index {
     let live = 0;
     for (let s = 0; s < this.slots; s++) newSlot[s] = this.alive[s] ? live++ : -1;
     // Term renumbering: keep terms some live chunk holds.
-    const oldTerms = this.termIds.size;
+    const oldTerms = this.terms.size;
     const dfs = new Int32Array(oldTerms);
     for (let t = 0; t < oldTerms; t++) dfs[t] = this.documentFrequency(t);
     const newTerm = new Int32Array(oldTerms);
-    const termIds = new Map<string, number>();
-    let termChars = 0;
-    for (const [term, id] of this.termIds) {
-      if (dfs[id]! > 0) {
-        newTerm[id] = termIds.size;
-        termIds.set(term, termIds.size);
-        termChars += term.length;
-      } else newTerm[id] = -1;
-    }
-    const terms = termIds.size;
+    let kept = 0;
+    for (let id = 0; id < oldTerms; id++) if (dfs[id]! > 0) kept++;
+    const dict = new TermDict(kept, this.terms.charsOf(dfs));
+    for (let id = 0; id < oldTerms; id++) newTerm[id] = dfs[id]! > 0 ? dict.copyFrom(this.terms, id) : -1;
+    const terms = dict.size;
     const offsets = new Int32Array(terms + 1);
     for (let t = 0; t < oldTerms; t++) if (newTerm[t]! >= 0) offsets[newTerm[t]! + 1] = dfs[t]!;
     for (let t = 0; t < terms; t++) offsets[t + 1] = offsets[t]! + offsets[t + 1]!;
@@ -379,8 +476,7 @@ export class Bm25Index {
       entry.start = newSlot[entry.start]!;
       entry.ord = ordMap.get(entry.ord)!;
     }
-    this.termIds = termIds;
-    this.termChars = termChars;
+    this.terms = dict;
     this.mainTerms = terms;
     this.offsets = offsets;
     this.postSlots = postSlots;

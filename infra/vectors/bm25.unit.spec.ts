@@ -1,4 +1,4 @@
-import { BM25_DEFAULTS, Bm25Index, parseTsvector, type TermCounts } from './bm25';
+import { BM25_DEFAULTS, Bm25Index, parseTsvector, TermDict, type TermCounts } from './bm25';
 
 const terms = (...words: string[]): TermCounts => {
   const m: TermCounts = new Map();
@@ -152,5 +152,37 @@ describe('parseTsvector', () => {
   });
   it('reads the empty vector', () => {
     expect(parseTsvector('')).toEqual(new Map());
+  });
+});
+
+describe('TermDict', () => {
+  it('gives every distinct term one dense id, in order, across table growth (non-ASCII and long terms too)', () => {
+    const d = new TermDict();
+    const words = Array.from({ length: 20_000 }, (_, i) => (i % 3 === 0 ? `straße-${i}` : i % 3 === 1 ? `${'x'.repeat(i % 40)}${i}` : `日本${i}`));
+    words.forEach((w, i) => expect(d.intern(w)).toBe(i));
+    expect(d.size).toBe(words.length);
+    // Interning again finds, never adds; get() agrees; an absent term (a prefix, a different case) is -1.
+    words.forEach((w, i) => {
+      expect(d.intern(w)).toBe(i);
+      expect(d.get(w)).toBe(i);
+    });
+    expect(d.size).toBe(words.length);
+    for (const absent of ['', 'straße', 'STRASSE-0', '日本', 'x', `${words[5]}x`]) expect(d.get(absent)).toBe(-1);
+    expect(d.intern('')).toBe(words.length);
+    expect(d.get('')).toBe(words.length);
+  });
+
+  it('copies kept terms into a compacted dictionary that finds them under their new ids', () => {
+    const d = new TermDict();
+    const words = Array.from({ length: 1000 }, (_, i) => `w${i}é`);
+    for (const w of words) d.intern(w);
+    const keep = new Int32Array(words.length).map((_, i) => (i % 4 === 0 ? 1 : 0));
+    const c = new TermDict(250, d.charsOf(keep));
+    words.forEach((_, i) => {
+      if (keep[i]) expect(c.copyFrom(d, i)).toBe(i / 4);
+    });
+    words.forEach((w, i) => expect(c.get(w)).toBe(keep[i] ? i / 4 : -1));
+    // Compact: the characters exactly, no growth on the way.
+    expect(c.byteLength).toBeLessThan(d.byteLength);
   });
 });

@@ -90,14 +90,15 @@ const BUILD_BATCH = 128;
  * Estimated bytes beyond the typed arrays' byteLength (V8, 64-bit, Node 20): per document the
  * DocVectors object and its two typed-array views and buffers (~360), its entries in `docs` and
  * `docEmbedder` (~64); per tenant the maps, the Bm25Index object and empty arrays (~2 KiB).
- * BM25 counts itself (bm25.ts `bytes`), the graph itself (hnsw.ts `bytes`). Checked against the
- * JS heap + buffers retained after a full GC by 59 loaded tenants of 100 chunks (bench data): 558
- * KiB a tenant measured, 502 estimated from the parts above; the difference (~570 bytes a chunk,
- * V8's hash-table slack and object headers the parts miss) is added per chunk as CHUNK_SLACK.
+ * BM25 counts itself (bm25.ts `bytes`, its term dictionary included), the graph itself (hnsw.ts
+ * `bytes`). Checked against the JS heap + buffers retained after a full GC by the 1,265 tenants of
+ * 100 chunks loaded at the end of `npm run bench -- --only tenants` (10,000 tenants, 512 MiB):
+ * 362 KiB a tenant measured, 357 estimated from the parts above; the remainder (malloc's per
+ * allocation headers, hash-table slack) is added per chunk as CHUNK_SLACK, rounded up.
  */
 const DOC_OVERHEAD = 424;
 const TENANT_OVERHEAD = 2048;
-const CHUNK_SLACK = 576;
+const CHUNK_SLACK = 64;
 const docBytes = (d: DocVectors) => d.vectors.byteLength + d.chunkIndexes.byteLength + DOC_OVERHEAD;
 
 /** Process-wide figures for /metrics (every embedded index in the process, summed). */
