@@ -109,9 +109,12 @@ describe('embedded knowledge index (integration)', () => {
     expect(await index.keyword(acme, 'wing supersonic payroll', { topK: 10 })).toEqual(before);
   });
 
-  it("hydration through one pooled connection (its statement prepared once) reads each tenant's own rows", async () => {
+  it.each([
+    ['a statement of its own for each tenant', undefined],
+    ['one statement shared by both tenants', 1],
+  ])("hydration through one pooled connection (%s, prepared once) reads each tenant's own rows", async (_label, hydrateSlots) => {
     const one = createPool(dbUrl, { max: 1 });
-    const ix = createEmbeddedIndex(one, { embedderId: () => embedder.id });
+    const ix = createEmbeddedIndex(one, { embedderId: () => embedder.id, hydrateSlots });
     try {
       const ours = { documentId: wing, version: 1, chunkIndex: 1, score: 1 };
       const theirs = { documentId: secret, version: 1, chunkIndex: 0, score: 1 };
@@ -120,6 +123,7 @@ describe('embedded knowledge index (integration)', () => {
         expect((await ix.hydrate(globex, [theirs])).map((h) => h.text)).toEqual(['Wing payroll supersonic vault code, wing wing.']);
         // Another tenant's chunk named in a hydration is not found.
         expect(await ix.hydrate(acme, [theirs])).toEqual([]);
+        expect(await ix.hydrate(globex, [ours])).toEqual([]);
       }
     } finally {
       await ix.close();

@@ -142,6 +142,8 @@ export interface EmbeddedIndexOptions {
    */
   hnswMinChunks?: number;
   hnsw?: Partial<HnswParams>;
+  /** Hydration statements prepared per pooled connection, one per recent tenant (default HYDRATE_SLOTS). */
+  hydrateSlots?: number;
   /** Called when a background graph build fails (the tenant keeps the exact scan). */
   onError?: (err: Error, tenantId: string) => void;
 }
@@ -169,9 +171,17 @@ const HYDRATE_SQL = `SELECT c.document_id, c.version, c.chunk_index, c.text, c.h
  * search. Safe across tenants: PostgreSQL re-parses a prepared statement whenever search_path
  * differs from its previous use (so it reads the current tenant's schema) and checks privileges
  * under the current role at every execution.
+ *
+ * That re-parse costs more than a fresh unnamed statement (one connection, hydrate p50: 0.42 ms
+ * for one tenant, 1.09 ms round robin over 20 tenants through one named statement, 0.89 ms
+ * unnamed), so each connection keeps HYDRATE_SLOTS named hydrate statements, one per tenant it
+ * served last (least recently used slot handed to a new tenant): a tenant searched again finds
+ * its own plan. The plans are held by the connection's PostgreSQL backend: ~80 KiB each (its
+ * CachedPlan contexts), 2.5 MiB a connection with every slot in use.
  */
 const ANALYZE_STATEMENT = 'tenant_rag_analyze_query';
 const HYDRATE_STATEMENT = 'tenant_rag_hydrate';
+export const HYDRATE_SLOTS = 32;
 
 /**
  * vectors[base .. base + dims) . query, for the exact scan and for scoring graph candidates (one
@@ -210,6 +220,23 @@ export function fromBytes(b: Buffer): Float32Array {
 export function createEmbeddedIndex(pool: Pool, opts: EmbeddedIndexOptions): KnowledgeIndex {
   const budgetBytes = Math.floor((opts.memoryMb ?? DEFAULT_INDEX_MEMORY_MB) * 2 ** 20);
   const hnswMinChunks = opts.hnswMinChunks ?? DEFAULT_HNSW_MIN_CHUNKS;
+  const slotsPerConnection = Math.max(1, opts.hydrateSlots ?? HYDRATE_SLOTS);
+  /** Per pooled connection: tenant -> its hydrate statement's slot, least recently used first. */
+  const hydrateSlots = new WeakMap<object, Map<string, number>>();
+  const hydrateStatement = (connection: object, tenantId: string): string => {
+    let slots = hydrateSlots.get(connection);
+    if (!slots) hydrateSlots.set(connection, (slots = new Map()));
+    let slot = slots.get(tenantId);
+    if (slot !== undefined) slots.delete(tenantId);
+    else if (slots.size < slotsPerConnection) slot = slots.size;
+    else {
+      const [oldest, reused] = slots.entries().next().value as [string, number];
+      slots.delete(oldest);
+      slot = reused;
+    }
+    slots.set(tenantId, slot);
+    return `${HYDRATE_STATEMENT}_${slot}`;
+  };
   /** Loaded tenants, least recently searched first (a search moves its tenant to the end). */
   const tenants = new Map<string, TenantVectors>();
   let totalBytes = 0;
@@ -715,7 +742,7 @@ export function createEmbeddedIndex(pool: Pool, opts: EmbeddedIndexOptions): Kno
               filename: string;
               embedder_id: string;
             }>({
-              name: HYDRATE_STATEMENT,
+              name: hydrateStatement(c, tenantId),
               text: HYDRATE_SQL,
               values: [candidates.map((x) => x.documentId), candidates.map((x) => x.version), candidates.map((x) => x.chunkIndex), candidates.map((x) => x.embedderId ?? null)],
             });
