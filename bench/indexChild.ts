@@ -10,7 +10,8 @@
 import { readFileSync } from 'node:fs';
 import { createPool } from '../infra/postgres/pool';
 import { createEmbeddedIndex } from '../infra/vectors/embedded';
-import { DEFAULT_HEAP_GROWTH_PERCENT, limitHeapGrowth } from '../services/core/heap';
+import { heapGrowth } from '../services/config';
+import { limitHeapGrowth } from '../services/core/heap';
 import type { Embedder } from '../services/core/ports';
 import { search } from '../services/search/search';
 import { ChunkGenerator } from './search';
@@ -50,7 +51,7 @@ const hwm = () => Number(/VmHWM:\s+(\d+)/.exec(readFileSync('/proc/self/status',
 async function main(): Promise<void> {
   if (!process.send) throw new Error('bench/indexChild.ts runs as a child of bench/indexScale.ts');
   // As services/main.ts does for the product.
-  limitHeapGrowth(Number(process.env.HEAP_GROWTH_PERCENT || DEFAULT_HEAP_GROWTH_PERCENT));
+  limitHeapGrowth(heapGrowth(process.env.HEAP_GROWTH_PERCENT));
   const pool = createPool(process.env.DATABASE_URL!, { max: 4, applicationName: 'bench index child' });
   const embedderId = process.env.BENCH_EMBEDDER_ID!;
   const index = createEmbeddedIndex(pool, { embedderId: () => embedderId, memoryMb: Number(process.env.INDEX_MEMORY_MB) });

@@ -24,7 +24,7 @@ import { createWeaviateIndex } from '../infra/vectors/weaviate';
 import type { Candidate, KnowledgeIndex } from '../services/search/knowledgeIndex';
 import { search } from '../services/search/search';
 import { type ChildResult, mixtureEmbedder } from './indexChild';
-import { DEFAULT_HEAP_GROWTH_PERCENT } from '../services/core/heap';
+import { heapGrowth } from '../services/config';
 import { type Bench } from './harness';
 import { ChunkGenerator, loadChunks } from './search';
 import { failed, type Figure, fmtInt, fmtNum, latencyWithin, median, pct, skipped, summariseLatency } from './stats';
@@ -226,7 +226,7 @@ async function manyTenants(b: Bench, pool: pg.Pool, url: string): Promise<Figure
   const CHUNKS = 100;
   const budgetMb = quick ? 64 : 512;
   const searches = quick ? 100 : 300;
-  const scale = `${fmtInt(T)} tenants x ${CHUNKS} chunks, INDEX_MEMORY_MB=${budgetMb}, HEAP_GROWTH_PERCENT=${process.env.HEAP_GROWTH_PERCENT || DEFAULT_HEAP_GROWTH_PERCENT}${quick ? ' (--quick; full: 10,000 tenants, 512 MiB)' : ''}`;
+  const scale = `${fmtInt(T)} tenants x ${CHUNKS} chunks, INDEX_MEMORY_MB=${budgetMb}, HEAP_GROWTH_PERCENT=${heapGrowth(process.env.HEAP_GROWTH_PERCENT)}${quick ? ' (--quick; full: 10,000 tenants, 512 MiB)' : ''}`;
   const base = { group: 'index', scale };
   const ids = Array.from({ length: T }, (_, i) => `00000000-0000-4000-8000-${(0x100000 + i).toString(16).padStart(12, '0')}`);
   b.log(`index: provisioning ${fmtInt(T)} tenant schemas with ${CHUNKS} chunks each`);

@@ -59,7 +59,8 @@ const positive = (n: number, name: string): number => {
 
 export class ConfigError extends Error {}
 
-const heapGrowth = (v: string | undefined): number => {
+/** HEAP_GROWTH_PERCENT as given (unset: the default); also read by the bench's index process. */
+export const heapGrowth = (v: string | undefined): number => {
   if (v === undefined || v === '') return DEFAULT_HEAP_GROWTH_PERCENT;
   const n = Number(v);
   if (!Number.isInteger(n) || n < 0 || n > 1000) throw new ConfigError(`HEAP_GROWTH_PERCENT must be a whole number from 0 to 1000, got ${JSON.stringify(v)}`);

@@ -63,7 +63,8 @@ const streamTails = new Map<string, Promise<void>>();
 async function oneAtATime<T>(streamId: string, fn: () => Promise<T>): Promise<T> {
   const before = streamTails.get(streamId) ?? Promise.resolve();
   let release!: () => void;
-  const tail = before.then(() => new Promise<void>((r) => (release = r)));
+  const done = new Promise<void>((r) => (release = r));
+  const tail = before.then(() => done);
   streamTails.set(streamId, tail);
   await before;
   try {

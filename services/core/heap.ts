@@ -10,8 +10,7 @@ import { setFlagsFromString } from 'node:v8';
  */
 export const DEFAULT_HEAP_GROWTH_PERCENT = 20;
 
-/** Applies the limit to this process (V8 reads the flag at every major GC). */
+/** Applies the limit (as parsed by services/config.ts) to this process (V8 reads the flag at every major GC). */
 export function limitHeapGrowth(percent: number): void {
-  if (!Number.isInteger(percent) || percent < 0) throw new Error(`HEAP_GROWTH_PERCENT must be a whole number >= 0, got ${percent}`);
   if (percent > 0) setFlagsFromString(`--heap-growing-percent=${percent}`);
 }
